@@ -1,0 +1,1 @@
+"""The LangGraph agent: graph, state, prompts, configuration and LLM backends."""

@@ -1,0 +1,78 @@
+"""Events the graph streams out while it runs (for the CLI, the UI and the HTTP API).
+
+Nodes emit them through LangGraph's custom stream (`stream_mode="custom"`); consumers get
+plain dicts with a `type` field, so they can be sent as JSON or server-sent events as is.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from langgraph.config import get_stream_writer
+from pydantic import BaseModel
+
+
+class PlanEvent(BaseModel):
+    type: Literal["plan"] = "plan"
+    steps: list[str]
+
+
+class ToolCallEvent(BaseModel):
+    type: Literal["tool_call"] = "tool_call"
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+class ToolResultEvent(BaseModel):
+    type: Literal["tool_result"] = "tool_result"
+    id: str
+    name: str
+    ok: bool
+    result: Any = None
+    error: str | None = None
+    artifacts: list[dict[str, Any]] = []
+    seconds: float
+
+
+class ReflectionEvent(BaseModel):
+    type: Literal["reflection"] = "reflection"
+    text: str
+    plan: list[str]
+
+
+class TokenEvent(BaseModel):
+    type: Literal["token"] = "token"
+    node: str
+    text: str
+
+
+class FinalEvent(BaseModel):
+    type: Literal["final"] = "final"
+    answer: str
+    plan: list[str]
+    steps: list[dict[str, Any]]
+    artifacts: list[dict[str, Any]]
+    error: str | None = None
+
+
+Event = PlanEvent | ToolCallEvent | ToolResultEvent | ReflectionEvent | TokenEvent | FinalEvent
+
+
+def emit(event: Event) -> None:
+    """Send an event to whoever streams this run; a no-op outside a streaming run."""
+    try:
+        writer = get_stream_writer()
+    except RuntimeError:  # called outside a graph run (e.g. a unit test of a node helper)
+        return
+    writer(event.model_dump())
+
+
+def token_emitter(node: str):
+    """An `on_token` callback for backends that turns tokens into TokenEvents."""
+
+    def on_token(text: str) -> None:
+        if text:
+            emit(TokenEvent(node=node, text=text))
+
+    return on_token

@@ -1,0 +1,71 @@
+"""The agent graph. Read it top to bottom: plan → act → observe → reflect → respond.
+
+    START → plan → act ─┬─(tool calls)──→ observe ─┬─(more to do)────→ act
+                        │                          ├─(tool failed /
+                        │                          │  plan ran out)──→ reflect → act
+                        │                          └─(step limit)────→ respond
+                        └─(answer / nothing to call)─────────────────→ respond → END
+
+A model failure in any node sets `error` and goes straight to respond, which says so.
+"""
+
+from __future__ import annotations
+
+from langchain_core.messages import AIMessage
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Checkpointer
+
+from agent.nodes import act, observe, plan, reflect, respond
+from agent.state import AgentContext, AgentState
+
+
+def after_plan(state: AgentState) -> str:
+    return "respond" if state.get("error") else "act"
+
+
+def after_act(state: AgentState) -> str:
+    last = state["messages"][-1]
+    if not state.get("error") and isinstance(last, AIMessage) and last.tool_calls:
+        return "observe"
+    return "respond"
+
+
+def after_observe(state: AgentState, max_steps: int, max_reflections: int) -> str:
+    steps = state.get("steps", 0)
+    if steps >= max_steps:
+        return "respond"
+    can_reflect = len(state.get("reflections", [])) < max_reflections
+    plan_ran_out = steps - state.get("plan_start", 0) > len(state.get("plan", []))
+    if can_reflect and (state.get("last_round_failed") or plan_ran_out):
+        return "reflect"
+    return "act"
+
+
+def build_graph(settings_limits=None, checkpointer: Checkpointer = None):
+    """Compile the graph. Limits come from settings; per-run dependencies come in the context."""
+    from agent.config import Limits
+
+    limits = settings_limits or Limits()
+    graph = StateGraph(AgentState, context_schema=AgentContext)
+    graph.add_node("plan", plan)
+    graph.add_node("act", act)
+    graph.add_node("observe", observe)
+    graph.add_node("reflect", reflect)
+    graph.add_node("respond", respond)
+
+    graph.add_edge(START, "plan")
+    graph.add_conditional_edges("plan", after_plan, ["act", "respond"])
+    graph.add_conditional_edges("act", after_act, ["observe", "respond"])
+    graph.add_conditional_edges(
+        "observe",
+        lambda s: after_observe(s, limits.max_steps, limits.max_reflections),
+        ["act", "reflect", "respond"],
+    )
+    graph.add_conditional_edges("reflect", after_plan, ["act", "respond"])
+    graph.add_edge("respond", END)
+    return graph.compile(checkpointer=checkpointer)
+
+
+def recursion_limit(max_steps: int) -> int:
+    """LangGraph's own limit, set above ours so users get our graceful stop, never GraphRecursionError."""
+    return 4 * max_steps + 10

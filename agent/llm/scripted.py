@@ -1,0 +1,79 @@
+"""`scripted:<file.jsonl>`: deterministic replay for tests, demos and regression checks.
+
+Each line is one OpenAI-format assistant message, e.g.
+    {"role": "assistant", "content": "1. Compute with the calculator\\n2. Answer"}
+    {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
+        "function": {"name": "calculator", "arguments": "{\\"expression\\": \\"6*7\\"}"}}]}
+Every model call the graph makes consumes the next line (see `agent/nodes.py` for which nodes
+call the model). Each conversation (thread) has its own cursor, so concurrent sessions replay
+the same script independently. When the script runs out, the call fails with a clear error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+from agent.llm.base import ChatBackend, ChatReply, ChatRequest, LLMError, TokenCallback, reply_from_openai
+
+
+def load_script(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise LLMError(f"scripted model file not found: {path}")
+    replies = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("//"):
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise LLMError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(item, dict) or item.get("role", "assistant") != "assistant":
+            raise LLMError(f"{path}:{number}: each line must be an assistant message object")
+        if not item.get("content") and not item.get("tool_calls"):
+            raise LLMError(f"{path}:{number}: a message needs content or tool_calls")
+        replies.append(item)
+    return replies
+
+
+def to_reply(item: dict[str, Any]) -> ChatReply:
+    calls = [{"id": c.get("id"), **c.get("function", c)} for c in item.get("tool_calls") or []]
+    return reply_from_openai(item.get("content"), calls)
+
+
+class ScriptedBackend(ChatBackend):
+    chooses_tools = True
+    constrained = False
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.spec = f"scripted:{self.path}"
+        self._replies = load_script(self.path)
+        self._cursors: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    async def complete(self, request: ChatRequest, *, on_token: TokenCallback | None = None, session: str = "default") -> ChatReply:
+        with self._lock:
+            index = self._cursors.get(session, 0)
+            if index >= len(self._replies):
+                raise LLMError(
+                    f"the scripted model ran out of replies after {len(self._replies)} "
+                    f"(file {self.path}, call for the {request.purpose} step)"
+                )
+            self._cursors[session] = index + 1
+        reply = to_reply(self._replies[index])
+        if on_token and reply.content:
+            for piece in re.findall(r"\S+\s*|\s+", reply.content):
+                on_token(piece)
+                await asyncio.sleep(0)  # let consumers see tokens as a stream
+        return reply
+
+    def position(self, session: str = "default") -> int:
+        return self._cursors.get(session, 0)
+
+    def describe(self) -> dict[str, Any]:
+        return {"spec": self.spec, "replies": len(self._replies)}

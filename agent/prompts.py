@@ -1,0 +1,120 @@
+"""Every prompt the agent sends, as templates with the parts prompt engineers expect:
+role, instruction, context (memory, reflections, retrieved passages, tool results),
+examples, input and output format. Edit wording here; nodes only fill in the variables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    role: str
+    instruction: str
+    output_format: str
+    examples: tuple[str, ...] = field(default_factory=tuple)
+
+    def render(self, *, context: dict[str, str] | None = None, task: str | None = None) -> str:
+        """The system prompt. Empty context sections are left out so small models see less noise."""
+        parts = [f"# Role\n{self.role}", f"# Instruction\n{self.instruction}"]
+        for title, text in (context or {}).items():
+            if text and text.strip():
+                parts.append(f"# {title}\n{text.strip()}")
+        if self.examples:
+            parts.append("# Examples\n" + "\n\n".join(self.examples))
+        if task:
+            parts.append(f"# Input\n{task}")
+        parts.append(f"# Output format\n{self.output_format}")
+        return "\n\n".join(parts)
+
+
+ROLE = (
+    "You are mmagent, a careful assistant that can use tools (calculator, search, documents, "
+    "image generation and image understanding when they are installed)."
+)
+
+HONESTY = (
+    "Never invent a tool result, a number, a file path or an image. If a tool failed or is "
+    "missing, say so plainly. 'I don't know' is better than a made-up answer."
+)
+
+PLAN = PromptTemplate(
+    role=ROLE,
+    instruction=(
+        "Think step by step before acting: write a short numbered plan (1 to 4 steps) for the "
+        "user's latest request. Name the tool a step needs, if any. Do not answer yet."
+    ),
+    examples=(
+        "Request: What is 17% of 2,340?\nPlan:\n1. Compute 0.17 * 2340 with the calculator.\n2. Answer with the result.",
+        "Request: 画一只戴帽子的猫,然后描述它\nPlan:\n1. Generate the image with generate_image.\n2. Describe it with caption_image.\n3. Answer with the image and the description.",
+    ),
+    output_format="A numbered list, one step per line, nothing else.",
+)
+
+PLAN_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "plan": {"type": "array", "items": {"type": "string", "maxLength": 120}, "minItems": 1, "maxItems": 4}
+    },
+    "required": ["plan"],
+    "additionalProperties": False,
+}
+
+ACT = PromptTemplate(
+    role=ROLE,
+    instruction=(
+        "Carry out the plan. Call tools when a step needs one (several calls at once are fine when "
+        "they are independent). When you have what you need, reply with the final answer instead "
+        "of a tool call. " + HONESTY
+    ),
+    output_format="Either tool calls, or the final answer as plain text.",
+)
+
+REFLECT = PromptTemplate(
+    role=ROLE,
+    instruction=(
+        "Something went wrong or the plan ran out before an answer. Reflect in one or two sentences "
+        "on what went wrong and what to do differently, then write a revised numbered plan."
+    ),
+    output_format="First line: 'Reflection: ...'. Then the revised plan as a numbered list.",
+)
+
+REFLECT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "reflection": {"type": "string", "maxLength": 300},
+        "plan": {"type": "array", "items": {"type": "string", "maxLength": 120}, "minItems": 1, "maxItems": 4},
+    },
+    "required": ["reflection", "plan"],
+    "additionalProperties": False,
+}
+
+RESPOND = PromptTemplate(
+    role=ROLE,
+    instruction=(
+        "Write the final answer to the user's latest request from the tool results above. Be short "
+        "and direct; cite sources and name artifacts exactly as the tools reported them. " + HONESTY
+    ),
+    output_format="Plain text for the user.",
+)
+
+STEP_LIMIT_NOTE = "I stopped after {steps} steps (the step limit) before finishing."
+MODEL_FAILED = "I could not finish this request: {error}"
+
+
+def numbered(lines: list[str]) -> str:
+    return "\n".join(f"{i}. {line}" for i, line in enumerate(lines, 1))
+
+
+def tool_catalogue(tools: list[dict[str, Any]]) -> str:
+    return "\n".join(f"- {t['function']['name']}: {t['function']['description']}" for t in tools)
+
+
+def user_message_text(request: str, images: list[str]) -> str:
+    """The user's turn as stored in history: images are mentioned by reference only."""
+    if not images:
+        return request
+    refs = "\n".join(f"[attached image: {ref}]" for ref in images)
+    return f"{request}\n{refs}"

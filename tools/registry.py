@@ -1,0 +1,174 @@
+"""Tool registry: name, description, pydantic argument schema, example requests, and a function.
+
+Each tool is exposed as an OpenAI function schema (for the models and the HTTP API) and as a
+LangChain `StructuredTool`. Invoking a tool never raises: bad arguments and failures come back
+as a `ToolResult` with `ok=False` and an error the model can read and act on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+
+class ToolError(Exception):
+    """Raised by a tool for an expected failure; the message goes to the model as is."""
+
+
+class ToolOutput(BaseModel):
+    """What a tool returns when it has more than a plain value, e.g. files it wrote."""
+
+    result: Any
+    artifacts: list[dict[str, Any]] = []
+
+
+class ToolResult(BaseModel):
+    ok: bool
+    result: Any = None
+    error: str | None = None
+    artifacts: list[dict[str, Any]] = []
+
+    def for_model(self, max_chars: int = 4000) -> str:
+        """The text the model sees in the tool message (truncated with a note when long)."""
+        if self.ok:
+            text = self.result if isinstance(self.result, str) else json.dumps(self.result, ensure_ascii=False, default=str)
+        else:
+            text = f"ERROR: {self.error}"
+        if len(text) > max_chars:
+            text = text[:max_chars] + f"\n[truncated: {len(text) - max_chars} more characters not shown]"
+        return text
+
+
+@dataclass
+class Tool:
+    name: str
+    description: str
+    args_schema: type[BaseModel]
+    func: Callable[..., Any]
+    #: Example requests (English and Chinese) used by tool retrieval.
+    examples: list[str] = field(default_factory=list)
+    timeout_s: float | None = None
+
+    def parameters(self) -> dict[str, Any]:
+        schema = self.args_schema.model_json_schema()
+        schema.pop("title", None)
+        for prop in schema.get("properties", {}).values():
+            prop.pop("title", None)
+        return schema
+
+    def openai_schema(self) -> dict[str, Any]:
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": self.parameters()},
+        }
+
+    def validate(self, arguments: dict[str, Any] | str | None) -> BaseModel:
+        """Parse and validate arguments; raises ToolError with a readable message."""
+        if arguments is None:
+            arguments = {}
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments) if arguments.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise ToolError(f"arguments for {self.name} are not valid JSON ({exc.msg} at position {exc.pos})") from None
+        if not isinstance(arguments, dict):
+            raise ToolError(f"arguments for {self.name} must be a JSON object, got {type(arguments).__name__}")
+        try:
+            return self.args_schema.model_validate(arguments)
+        except ValidationError as exc:
+            raise ToolError(f"invalid arguments for {self.name}: {format_validation_error(exc)}") from None
+
+    async def ainvoke(self, arguments: dict[str, Any] | str | None, timeout_s: float | None = None) -> ToolResult:
+        try:
+            args = self.validate(arguments)
+            kwargs = args.model_dump()
+            limit = self.timeout_s or timeout_s
+            if inspect.iscoroutinefunction(self.func):
+                call = self.func(**kwargs)
+            else:
+                call = asyncio.to_thread(self.func, **kwargs)
+            value = await asyncio.wait_for(call, limit) if limit else await call
+        except ToolError as exc:
+            return ToolResult(ok=False, error=str(exc))
+        except TimeoutError:
+            return ToolResult(ok=False, error=f"{self.name} did not finish within {limit:g} s")
+        except Exception as exc:  # a tool bug must reach the model as text, not crash the run
+            return ToolResult(ok=False, error=f"{self.name} failed: {type(exc).__name__}: {exc}")
+        if isinstance(value, ToolOutput):
+            return ToolResult(ok=True, result=value.result, artifacts=value.artifacts)
+        return ToolResult(ok=True, result=value)
+
+    def invoke(self, arguments: dict[str, Any] | str | None, timeout_s: float | None = None) -> ToolResult:
+        return asyncio.run(self.ainvoke(arguments, timeout_s))
+
+    def as_langchain(self):
+        """This tool as a LangChain StructuredTool (for LangChain/LangGraph users)."""
+        from langchain_core.tools import StructuredTool
+
+        def _run(**kwargs: Any) -> str:
+            return self.invoke(kwargs).for_model()
+
+        async def _arun(**kwargs: Any) -> str:
+            return (await self.ainvoke(kwargs)).for_model()
+
+        return StructuredTool.from_function(
+            func=_run, coroutine=_arun, name=self.name, description=self.description, args_schema=self.args_schema
+        )
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in err["loc"]) or "(arguments)"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+class ToolRegistry:
+    """The tools one app instance offers. Built per app; never a module-level singleton."""
+
+    def __init__(self, tools: Iterable[Tool] = ()) -> None:
+        self._tools: dict[str, Tool] = {}
+        for tool in tools:
+            self.register(tool)
+
+    def register(self, tool: Tool) -> None:
+        if tool.name in self._tools:
+            raise ValueError(f"tool {tool.name!r} is already registered")
+        self._tools[tool.name] = tool
+
+    def get(self, name: str) -> Tool:
+        try:
+            return self._tools[name]
+        except KeyError:
+            known = ", ".join(sorted(self._tools)) or "none"
+            raise ToolError(f"unknown tool {name!r}; available tools: {known}") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def __iter__(self):
+        return iter(self._tools.values())
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    def names(self) -> list[str]:
+        return list(self._tools)
+
+    def openai_schemas(self, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        chosen = self._tools.values() if names is None else [self.get(n) for n in names]
+        return [t.openai_schema() for t in chosen]
+
+    async def ainvoke(self, name: str, arguments: dict[str, Any] | str | None, timeout_s: float | None = None) -> ToolResult:
+        try:
+            tool = self.get(name)
+        except ToolError as exc:
+            return ToolResult(ok=False, error=str(exc))
+        return await tool.ainvoke(arguments, timeout_s)
