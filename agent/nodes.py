@@ -92,8 +92,10 @@ def offered_tools(ctx: AgentContext, state: AgentState, context: str | None) -> 
     """The tools the model is offered now, most relevant first (tool retrieval)."""
     registry, routing = ctx.registry, ctx.settings.routing
     if ctx.policy == "router":
+        # Router policy is for weak models, whose plan steps are unreliable: route on the
+        # request alone, and move on by excluding the tools that already succeeded.
         exclude = set(state.get("called_ok", []))
-        chosen = ctx.router.select(state["request"], context, "router", routing.top_k, routing.threshold, exclude)
+        chosen = ctx.router.select(state["request"], None, "router", routing.top_k, routing.threshold, exclude)
         return registry.openai_schemas(r.name for r in chosen)
     if ctx.router is None or len(registry) <= routing.top_k:
         return registry.openai_schemas()  # few tools: ranking would only cost time
@@ -308,6 +310,8 @@ async def respond(state: AgentState, runtime: Ctx) -> dict[str, Any]:
         except LLMError as exc:
             error = str(exc)
             answer = prompts.MODEL_FAILED.format(error=error)
+    if not ctx.backend.chooses_tools and not error:
+        answer = grounded(answer, state.get("step_log", []))
     if stopped:
         answer = prompts.STEP_LIMIT_NOTE.format(steps=state.get("steps", 0)) + ("\n\n" + answer if answer else "")
     answer = with_honesty_notes(answer, state)
@@ -360,6 +364,19 @@ def majority(answers: list[str]) -> str:
         return ""
     winner, _ = Counter(norm(a) for a in answers).most_common(1)[0]
     return next(a for a in answers if norm(a) == winner)
+
+
+def grounded(answer: str, step_log: list[dict[str, Any]]) -> str:
+    """For weak models: drop imitated tool-call lines, and put the real tool results first when
+    the model's text does not contain them (a 270M base model often writes around them)."""
+    lines = [ln for ln in answer.splitlines() if not re.match(r"\s*\[called tool|\s*Tool result", ln)]
+    answer = "\n".join(lines).strip()
+    results = [e for e in step_log if e["ok"]]
+    missing = [e for e in results if str(e["result"]) not in answer]
+    if not missing:
+        return answer
+    facts = "\n".join(f"{e['tool']}({json.dumps(e['arguments'], ensure_ascii=False)}) = {e['result']}" for e in missing)
+    return f"{facts}\n\n{answer}".strip()
 
 
 def with_honesty_notes(answer: str, state: AgentState) -> str:
