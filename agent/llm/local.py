@@ -158,93 +158,15 @@ def tool_choice_schema(tools: list[dict[str, Any]], allow_answer: bool) -> dict[
 
 
 def validate_against_schema(value: Any, schema: dict[str, Any]) -> list[str]:
-    """Violations of `value` against the JSON-schema subset tool schemas use (empty: valid).
+    """Violations of `value` against `schema` (empty: valid).
 
     A last line of defence behind the grammar, so that a schema keyword the grammar compiler
-    ignores can never let an invalid tool call through silently. Unknown keywords are ignored.
+    ignores can never let an invalid tool call through silently.
     """
-    errors: list[str] = []
-    _check(value, schema, schema, "$", errors)
-    return errors
+    from jsonschema import Draft202012Validator
 
-
-_JSON_TYPES: dict[str, Callable[[Any], bool]] = {
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, list),
-    "string": lambda v: isinstance(v, str),
-    "boolean": lambda v: isinstance(v, bool),
-    "null": lambda v: v is None,
-    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer()),
-}
-
-
-def _check(value: Any, schema: Any, root: dict[str, Any], path: str, errors: list[str]) -> None:
-    if schema is True or not isinstance(schema, dict):
-        return
-    if schema is False:
-        errors.append(f"{path}: no value is allowed here")
-        return
-    if isinstance(ref := schema.get("$ref"), str):
-        m = _REF_RE.match(ref)
-        target = root.get(m.group(1), {}).get(m.group(2)) if m else (root if ref == "#" else None)
-        if target is None:
-            errors.append(f"{path}: unresolvable $ref {ref}")
-        else:
-            _check(value, target, root, path, errors)
-    for key in ("anyOf", "oneOf"):
-        if key in schema:
-            branches = []
-            for sub in schema[key]:
-                sub_errors: list[str] = []
-                _check(value, sub, root, path, sub_errors)
-                branches.append(sub_errors)
-            if all(branches):
-                errors.append(f"{path}: matches none of {key} ({'; '.join(b[0] for b in branches)})")
-    for sub in schema.get("allOf", []):
-        _check(value, sub, root, path, errors)
-    if "const" in schema and value != schema["const"]:
-        errors.append(f"{path}: expected {schema['const']!r}")
-    if "enum" in schema and value not in schema["enum"]:
-        errors.append(f"{path}: {value!r} is not one of {schema['enum']!r}")
-    if "type" in schema:
-        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-        if not any(_JSON_TYPES.get(t, lambda v: True)(value) for t in types):
-            errors.append(f"{path}: expected type {'/'.join(types)}, got {type(value).__name__}")
-            return
-    if isinstance(value, dict):
-        props = schema.get("properties", {})
-        for name in schema.get("required", []):
-            if name not in value:
-                errors.append(f"{path}: missing required property {name!r}")
-        extra = schema.get("additionalProperties", True)
-        for name, item in value.items():
-            if name in props:
-                _check(item, props[name], root, f"{path}.{name}", errors)
-            elif extra is False:
-                errors.append(f"{path}: unexpected property {name!r}")
-            elif isinstance(extra, dict):
-                _check(item, extra, root, f"{path}.{name}", errors)
-    elif isinstance(value, list):
-        if len(value) < schema.get("minItems", 0) or len(value) > schema.get("maxItems", len(value)):
-            errors.append(f"{path}: {len(value)} items is outside minItems/maxItems")
-        if isinstance(schema.get("items"), dict):
-            for i, item in enumerate(value):
-                _check(item, schema["items"], root, f"{path}[{i}]", errors)
-    elif isinstance(value, str):
-        if len(value) < schema.get("minLength", 0) or len(value) > schema.get("maxLength", len(value)):
-            errors.append(f"{path}: string length {len(value)} is outside minLength/maxLength")
-        if "pattern" in schema and not re.search(schema["pattern"], value):
-            errors.append(f"{path}: {value!r} does not match pattern {schema['pattern']!r}")
-    elif _JSON_TYPES["number"](value):
-        if "minimum" in schema and value < schema["minimum"]:
-            errors.append(f"{path}: {value} < minimum {schema['minimum']}")
-        if "maximum" in schema and value > schema["maximum"]:
-            errors.append(f"{path}: {value} > maximum {schema['maximum']}")
-        if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
-            errors.append(f"{path}: {value} <= exclusiveMinimum {schema['exclusiveMinimum']}")
-        if "exclusiveMaximum" in schema and value >= schema["exclusiveMaximum"]:
-            errors.append(f"{path}: {value} >= exclusiveMaximum {schema['exclusiveMaximum']}")
+    validator = Draft202012Validator(schema)
+    return [f"${''.join(f'[{p!r}]' for p in err.absolute_path)}: {err.message}" for err in validator.iter_errors(value)]
 
 
 # ---------------------------------------------------------------------------------------------
