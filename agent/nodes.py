@@ -43,20 +43,26 @@ async def plan(state: AgentState, runtime: Ctx) -> dict[str, Any]:
             "Lessons from earlier attempts": prompts.numbered(state.get("reflections", [])),
         }
     )
-    request = ChatRequest(
-        messages=to_openai(system, state["messages"]),
-        response_schema=prompts.PLAN_SCHEMA if ctx.backend.constrained else None,
-        temperature=0.0,
-        max_tokens=200,
-        purpose="plan",
-    )
     try:
-        reply = await ctx.backend.complete(request, session=ctx.session)
+        reply = await structured_reply(ctx, state, system, prompts.PLAN_SCHEMA, 200, "plan")
     except LLMError as exc:
         return {"error": str(exc)}
     steps = parse_plan(reply.content)
     emit(PlanEvent(steps=steps))
     return {"plan": steps, "plan_start": 0}
+
+
+async def structured_reply(ctx: AgentContext, state: AgentState, system: str, schema: dict[str, Any], max_tokens: int, purpose: str) -> ChatReply:
+    """A temperature-0 reply for plan/reflect: JSON under `schema` on grammar backends (a base
+    model would ramble otherwise), plain text elsewhere; the parsers accept both."""
+    request = ChatRequest(
+        messages=to_openai(system, state["messages"]),
+        response_schema=schema if ctx.backend.constrained else None,
+        temperature=0.0,
+        max_tokens=max_tokens,
+        purpose=purpose,
+    )
+    return await ctx.backend.complete(request, session=ctx.session)
 
 
 def parse_plan(text: str) -> list[str]:
@@ -254,15 +260,8 @@ async def reflect(state: AgentState, runtime: Ctx) -> dict[str, Any]:
             "Earlier reflections": prompts.numbered(state.get("reflections", [])),
         }
     )
-    request = ChatRequest(
-        messages=to_openai(system, state["messages"]),
-        response_schema=prompts.REFLECT_SCHEMA if ctx.backend.constrained else None,
-        temperature=0.0,
-        max_tokens=300,
-        purpose="reflect",
-    )
     try:
-        reply = await ctx.backend.complete(request, session=ctx.session)
+        reply = await structured_reply(ctx, state, system, prompts.REFLECT_SCHEMA, 300, "reflect")
     except LLMError as exc:
         return {"error": str(exc)}
     text, new_plan = parse_reflection(reply.content)
