@@ -100,7 +100,8 @@ def offered_tools(ctx: AgentContext, state: AgentState, context: str | None) -> 
     if ctx.policy == "router":
         # Router policy is for weak models, whose plan steps are unreliable: route on the
         # request alone, and move on by excluding the tools that already succeeded.
-        exclude = set(state.get("called_ok", []))
+        failures = Counter(e["tool"] for e in state.get("step_log", []) if not e["ok"])
+        exclude = set(state.get("called_ok", [])) | {tool for tool, n in failures.items() if n >= 2}
         chosen = ctx.router.select(state["request"], None, "router", routing.top_k, routing.threshold, exclude)
         return registry.openai_schemas(r.name for r in chosen)
     if ctx.router is None or len(registry) <= routing.top_k:
@@ -115,13 +116,14 @@ async def act(state: AgentState, runtime: Ctx) -> dict[str, Any]:
     offered = offered_tools(ctx, state, context=step)
     if ctx.policy == "router" and not offered:
         return {}  # nothing (more) to call: respond writes the answer
-    system = prompts.ACT.render(
-        context={
-            "Plan": prompts.numbered(state.get("plan", [])),
-            "Current step": step,
-            "Lessons from earlier attempts": prompts.numbered(state.get("reflections", [])),
-        }
-    )
+    # A weak model (router policy) copies whatever text it sees into the arguments, its own
+    # unreliable plan included; it gets the request and the tool results only.
+    context = {} if ctx.policy == "router" else {
+        "Plan": prompts.numbered(state.get("plan", [])),
+        "Current step": step,
+        "Lessons from earlier attempts": prompts.numbered(state.get("reflections", [])),
+    }
+    system = prompts.ACT.render(context=context)
     messages = to_openai(system, state["messages"])
     request = ChatRequest(
         messages=messages,

@@ -224,3 +224,12 @@ def test_weak_model_answers_are_grounded_in_tool_results():
     log = [{"tool": "calculator", "arguments": {"expression": "12*7"}, "ok": True, "result": "84"}]
     assert grounded('[called tool search with {"x": 1}]\nIt is big.', log) == 'calculator({"expression": "12*7"}) = 84\n\nIt is big.'
     assert grounded("12 times 7 is 84.", log) == "12 times 7 is 84."
+
+
+def test_registry_exposes_langchain_and_openai_tools():
+    tool = calculator_tool()
+    lc = tool.as_langchain()
+    assert lc.name == "calculator" and lc.invoke({"expression": "2+3"}) == "5"
+    assert lc.invoke({"expression": "1/0"}).startswith("ERROR: ")
+    schema = tool.openai_schema()["function"]
+    assert schema["name"] == "calculator" and schema["parameters"]["properties"]["expression"]["type"] == "string"
