@@ -116,14 +116,13 @@ async def act(state: AgentState, runtime: Ctx) -> dict[str, Any]:
     offered = offered_tools(ctx, state, context=step)
     if ctx.policy == "router" and not offered:
         return {}  # nothing (more) to call: respond writes the answer
-    # A weak model (router policy) copies whatever text it sees into the arguments, its own
-    # unreliable plan included; it gets the request and the tool results only.
-    context = {} if ctx.policy == "router" else {
-        "Plan": prompts.numbered(state.get("plan", [])),
-        "Current step": step,
-        "Lessons from earlier attempts": prompts.numbered(state.get("reflections", [])),
-    }
-    system = prompts.ACT.render(context=context)
+    system = prompts.ACT.render(
+        context={
+            "Plan": prompts.numbered(state.get("plan", [])),
+            "Current step": step,
+            "Lessons from earlier attempts": prompts.numbered(state.get("reflections", [])),
+        }
+    )
     messages = to_openai(system, state["messages"])
     request = ChatRequest(
         messages=messages,
