@@ -99,7 +99,8 @@ def offered_tools(ctx: AgentContext, state: AgentState, context: str | None) -> 
     registry, routing = ctx.registry, ctx.settings.routing
     if ctx.policy == "router":
         # Router policy is for weak models, whose plan steps are unreliable: route on the
-        # request alone, and move on by excluding the tools that already succeeded.
+        # request alone, and move on by excluding the tools that already succeeded (or failed
+        # twice: a weak model repeats the same bad arguments).
         failures = Counter(e["tool"] for e in state.get("step_log", []) if not e["ok"])
         exclude = set(state.get("called_ok", [])) | {tool for tool, n in failures.items() if n >= 2}
         chosen = ctx.router.select(state["request"], None, "router", routing.top_k, routing.threshold, exclude)
@@ -367,10 +368,10 @@ def majority(answers: list[str]) -> str:
 
 
 def grounded(answer: str, step_log: list[dict[str, Any]]) -> str:
-    """For weak models: drop imitated tool-call lines, and put the real tool results first when
-    the model's text does not contain them (a 270M base model often writes around them)."""
-    lines = [ln for ln in answer.splitlines() if not re.match(r"\s*\[called tool|\s*Tool result", ln)]
-    answer = "\n".join(lines).strip()
+    """For weak models: put the real tool results first when the model's text does not contain
+    them (a 270M base model often writes around them). Imitated tool calls never get this far:
+    the local backend stops generation at its own tool-call markers."""
+    answer = answer.strip()
     results = [e for e in step_log if e["ok"]]
     missing = [e for e in results if str(e["result"]) not in answer]
     if not missing:

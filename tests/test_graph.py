@@ -222,7 +222,8 @@ def test_weak_model_answers_are_grounded_in_tool_results():
     from agent.nodes import grounded
 
     log = [{"tool": "calculator", "arguments": {"expression": "12*7"}, "ok": True, "result": "84"}]
-    assert grounded('[called tool search with {"x": 1}]\nIt is big.', log) == 'calculator({"expression": "12*7"}) = 84\n\nIt is big.'
+    assert grounded("It is big.", log) == 'calculator({"expression": "12*7"}) = 84\n\nIt is big.'
+    assert grounded("", log) == 'calculator({"expression": "12*7"}) = 84'
     assert grounded("12 times 7 is 84.", log) == "12 times 7 is 84."
 
 

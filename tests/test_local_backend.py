@@ -471,3 +471,13 @@ def test_string_budget_closes_runaway_strings(tiny_lm: LoadedLM, monkeypatch: py
         # '{"text": ' takes up to 9 tokens of this tiny vocabulary, the opening quote 1, the string
         # at most the budget of 5, then '"', '}' and EOS.
         assert new_tokens[-1] <= 9 + 1 + 5 + 3
+
+
+def test_free_text_stops_at_imitated_tool_rounds() -> None:
+    """A base model continuing a transcript must not invent a tool call or its result."""
+    from agent.llm.local import TRANSCRIPT_STOPS, _cut_at_stop
+
+    assert _cut_at_stop('[called tool search with {"x": 1}]\nIt is big.', TRANSCRIPT_STOPS) == ""
+    assert _cut_at_stop("It is 84.\nTool result (calculator): 85", TRANSCRIPT_STOPS) == "It is 84."
+    assert _cut_at_stop("It is 84. Tool result (calculator): 85", TRANSCRIPT_STOPS) == "It is 84. "
+    assert _cut_at_stop("Plain answer.", TRANSCRIPT_STOPS) == "Plain answer."

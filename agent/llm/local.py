@@ -32,7 +32,8 @@ turn, tool results as user turns) and finally fall back to this plain-text trans
     Assistant:
 
 Free text generated after such a transcript stops at the next "\\nUser:" / "\\nSystem:" /
-"\\nTool result" / "\\nAssistant:" line, since a base model would happily write both sides.
+"\\nTool result" / "\\nAssistant:" line, since a base model would happily write both sides, and
+at an imitated "[called tool" / "Tool result (" marker, since no tool runs inside a reply.
 """
 
 from __future__ import annotations
@@ -61,7 +62,9 @@ Loader = Callable[[], LoadedLM]
 
 # End-of-turn markers of common chat formats; generation stops on whichever this vocabulary has.
 _END_OF_TURN_TOKENS = ("<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|end|>", "<|eom_id|>")
-TRANSCRIPT_STOPS = ("\nUser:", "\nSystem:", "\nTool result", "\nAssistant:")
+# The last two are our own tool-call and tool-result markers: a base model that writes them is
+# inventing a tool round, and everything from there on is fiction.
+TRANSCRIPT_STOPS = ("\nUser:", "\nSystem:", "\nTool result", "\nAssistant:", "[called tool", "Tool result (")
 # A base model inside a free string or array may never close it (greedy decoding loops). Strings
 # get a token budget enforced while decoding, arrays a maxItems where the schema sets none.
 # (A grammar-level maxLength would also work, but xgrammar's compile time grows ~28 ms per
