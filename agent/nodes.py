@@ -238,7 +238,9 @@ async def run_tool(ctx: AgentContext, call: dict[str, Any], bad_arguments: str |
     if bad_arguments is not None:
         result = ToolResult(ok=False, error=f"arguments for {call['name']} are not valid JSON: {bad_arguments[:200]!r}")
     else:
-        result = await ctx.registry.ainvoke(call["name"], call["args"], ctx.settings.limits.tool_timeout_s)
+        result = await ctx.registry.ainvoke(
+            call["name"], call["args"], ctx.settings.limits.tool_timeout_s, ctx.tool_context()
+        )
     seconds = time.perf_counter() - start
     emit(
         ToolResultEvent(

@@ -40,19 +40,23 @@ class Agent:
     def _config(self, thread_id: str) -> dict[str, Any]:
         return {"configurable": {"thread_id": thread_id}, "recursion_limit": recursion_limit(self.settings.limits.max_steps)}
 
-    async def astream(self, request: str, *, thread_id: str | None = None, images: list[str] | None = None) -> AsyncIterator[dict[str, Any]]:
+    async def astream(
+        self, request: str, *, thread_id: str | None = None, images: list[str] | None = None, user_id: str = "local"
+    ) -> AsyncIterator[dict[str, Any]]:
         """The events of one turn (plan, tool_call, tool_result, reflection, token, final)."""
         thread_id = thread_id or new_thread_id()
-        context = AgentContext(self.settings, self.backend, self.registry, self.router, session=thread_id)
+        context = AgentContext(self.settings, self.backend, self.registry, self.router, session=thread_id, user_id=user_id)
         async for event in self.graph.astream(
             new_turn(request, images), self._config(thread_id), context=context, stream_mode="custom"
         ):
             yield event
 
-    async def arun(self, request: str, *, thread_id: str | None = None, images: list[str] | None = None, on_event=None) -> RunResult:
+    async def arun(
+        self, request: str, *, thread_id: str | None = None, images: list[str] | None = None, user_id: str = "local", on_event=None
+    ) -> RunResult:
         thread_id = thread_id or new_thread_id()
         final: dict[str, Any] | None = None
-        async for event in self.astream(request, thread_id=thread_id, images=images):
+        async for event in self.astream(request, thread_id=thread_id, images=images, user_id=user_id):
             if on_event:
                 on_event(event)
             if event["type"] == "final":

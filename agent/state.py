@@ -75,6 +75,12 @@ class AgentContext:
     registry: ToolRegistry
     router: "ToolRouter | None"
     session: str = "default"  # the thread id: keys per-conversation backend state
+    user_id: str = "local"  # whose memories and files this run may touch
+
+    def tool_context(self):
+        from tools.registry import ToolContext
+
+        return ToolContext(user_id=self.user_id, thread_id=self.session, settings=self.settings)
 
     @property
     def policy(self) -> str:

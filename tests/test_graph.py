@@ -234,3 +234,23 @@ def test_registry_exposes_langchain_and_openai_tools():
     assert lc.invoke({"expression": "1/0"}).startswith("ERROR: ")
     schema = tool.openai_schema()["function"]
     assert schema["name"] == "calculator" and schema["parameters"]["properties"]["expression"]["type"] == "string"
+
+
+def test_tools_that_ask_for_context_get_the_caller_and_the_model_never_sees_it():
+    import asyncio
+
+    from pydantic import BaseModel
+
+    from tools.registry import Tool, ToolContext
+
+    class Args(BaseModel):
+        key: str
+
+    def whoami(key: str, context: ToolContext) -> str:
+        return f"{key}:{context.user_id}:{context.thread_id}"
+
+    tool = Tool("whoami", "Who is asking.", Args, whoami)
+    assert "context" not in tool.openai_schema()["function"]["parameters"]["properties"]
+    result = asyncio.run(tool.ainvoke({"key": "k"}, context=ToolContext(user_id="alice", thread_id="t1")))
+    assert result.result == "k:alice:t1"
+    assert asyncio.run(tool.ainvoke({"key": "k"})).result == "k:local:default"

@@ -17,6 +17,16 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 
+@dataclass(frozen=True)
+class ToolContext:
+    """Who a tool call is for. Tools that keep per-user state (memory, uploads) declare a
+    keyword parameter named `context` and receive this; it is never part of the model's schema."""
+
+    user_id: str = "local"
+    thread_id: str = "default"
+    settings: Any = None  # agent.config.Settings; typed loosely to keep tools importable alone
+
+
 class ToolError(Exception):
     """Raised by a tool for an expected failure; the message goes to the model as is."""
 
@@ -84,11 +94,18 @@ class Tool:
         except ValidationError as exc:
             raise ToolError(f"invalid arguments for {self.name}: {format_validation_error(exc)}") from None
 
-    async def ainvoke(self, arguments: dict[str, Any] | str | None, timeout_s: float | None = None) -> ToolResult:
+    def wants_context(self) -> bool:
+        return "context" in inspect.signature(self.func).parameters
+
+    async def ainvoke(
+        self, arguments: dict[str, Any] | str | None, timeout_s: float | None = None, context: ToolContext | None = None
+    ) -> ToolResult:
+        limit = self.timeout_s or timeout_s
         try:
             args = self.validate(arguments)
             kwargs = args.model_dump()
-            limit = self.timeout_s or timeout_s
+            if self.wants_context():
+                kwargs["context"] = context or ToolContext()
             if inspect.iscoroutinefunction(self.func):
                 call = self.func(**kwargs)
             else:
@@ -166,9 +183,11 @@ class ToolRegistry:
         chosen = self._tools.values() if names is None else [self.get(n) for n in names]
         return [t.openai_schema() for t in chosen]
 
-    async def ainvoke(self, name: str, arguments: dict[str, Any] | str | None, timeout_s: float | None = None) -> ToolResult:
+    async def ainvoke(
+        self, name: str, arguments: dict[str, Any] | str | None, timeout_s: float | None = None, context: ToolContext | None = None
+    ) -> ToolResult:
         try:
             tool = self.get(name)
         except ToolError as exc:
             return ToolResult(ok=False, error=str(exc))
-        return await tool.ainvoke(arguments, timeout_s)
+        return await tool.ainvoke(arguments, timeout_s, context)
