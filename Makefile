@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/mmagent chat
+	$(BIN)/mmagent serve
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -7,7 +7,7 @@ yields the events of one turn; `Agent.arun` returns its result.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -41,11 +41,30 @@ class Agent:
         return {"configurable": {"thread_id": thread_id}, "recursion_limit": recursion_limit(self.settings.limits.max_steps)}
 
     async def astream(
-        self, request: str, *, thread_id: str | None = None, images: list[str] | None = None, user_id: str = "local"
+        self,
+        request: str,
+        *,
+        thread_id: str | None = None,
+        images: list[str] | None = None,
+        user_id: str = "local",
+        tools: Collection[str] | None = None,
+        needs_approval: Collection[str] = (),
+        approve: Callable[[str, dict[str, Any]], Awaitable[bool]] | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
-        """The events of one turn (plan, tool_call, tool_result, reflection, token, final)."""
+        """The events of one turn (plan, tool_call, tool_result, reflection, token, final).
+
+        `tools` limits this run to the named tools (None: all); tools in `needs_approval` wait
+        for `approve(name, arguments)` before they run.
+        """
         thread_id = thread_id or new_thread_id()
-        context = AgentContext(self.settings, self.backend, self.registry, self.router, session=thread_id, user_id=user_id)
+        registry, router = self.registry, self.router
+        if tools is not None:
+            registry = registry.subset(tools)
+            router = router.limited_to(registry.names()) if router is not None else None
+        context = AgentContext(
+            self.settings, self.backend, registry, router, session=thread_id, user_id=user_id,
+            needs_approval=frozenset(needs_approval), approve=approve,
+        )
         async for event in self.graph.astream(
             new_turn(request, images), self._config(thread_id), context=context, stream_mode="custom"
         ):

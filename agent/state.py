@@ -76,11 +76,16 @@ class AgentContext:
     router: "ToolRouter | None"
     session: str = "default"  # the thread id: keys per-conversation backend state
     user_id: str = "local"  # whose memories and files this run may touch
+    needs_approval: frozenset[str] = frozenset()  # tools the person must approve before they run
+    approve: Any = None  # async (tool name, arguments) -> bool, from the UI
 
     def tool_context(self):
         from tools.registry import ToolContext
 
-        return ToolContext(user_id=self.user_id, thread_id=self.session, settings=self.settings)
+        return ToolContext(
+            user_id=self.user_id, thread_id=self.session, settings=self.settings,
+            needs_approval=self.needs_approval, approve=self.approve,
+        )
 
     @property
     def policy(self) -> str:

@@ -21,6 +21,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
+import copy
+
 import numpy as np
 
 from multimodal.text_embeddings import SentenceEncoder
@@ -100,6 +102,16 @@ class ToolRouter:
             return index.centroids @ probe, per_text
         return np.maximum.reduceat(per_text, index.starts), per_text
 
+    #: Tools this router may offer (None: all). Set on per-run copies by `limited_to`.
+    allowed: frozenset[str] | None = None
+
+    def limited_to(self, names: Collection[str]) -> "ToolRouter":
+        """A copy for one run that offers only `names` (tools turned off in the UI stay unoffered);
+        it shares the encoder and the embedded tool index."""
+        limited = copy.copy(self)
+        limited.allowed = frozenset(names)
+        return limited
+
     def rank(
         self, query: str, context: str | None = None, k: int | None = None, exclude: Collection[str] = frozenset()
     ) -> list[RoutedTool]:
@@ -116,7 +128,7 @@ class ToolRouter:
         ends = [*index.starts[1:], len(index.texts)]
         ranked = []
         for i in np.argsort(-scores, kind="stable"):
-            if index.names[i] in exclude:
+            if index.names[i] in exclude or (self.allowed is not None and index.names[i] not in self.allowed):
                 continue
             best = index.starts[i] + int(np.argmax(per_text[index.starts[i] : ends[i]]))
             ranked.append(RoutedTool(index.names[i], float(scores[i]), index.texts[best]))

@@ -114,6 +114,34 @@ async def _chat(thread: str | None, llm: str | None) -> None:
             click.echo(f"mmagent> {result.answer}")
 
 
+# ---------------------------------------------------------------- serve
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535))
+@llm_option
+def serve(host: str, port: int, llm: str | None) -> None:
+    """Serve the web UI at / and the HTTP API at /v1 from one process."""
+    from apps.server import serve as run_server
+
+    _check_port_free(host, port)
+    click.echo(f"mmagent serving on http://{host}:{port}/ (UI) and http://{host}:{port}/v1 (API)", err=True)
+    run_server(_settings(llm), host=host, port=port, llm=llm)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """uvicorn logs a traceback-like error on a busy port; say it in one line instead."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 # ---------------------------------------------------------------- tools
 
 

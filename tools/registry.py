@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,9 @@ class ToolContext:
     user_id: str = "local"
     thread_id: str = "default"
     settings: Any = None  # agent.config.Settings; typed loosely to keep tools importable alone
+    #: Tools that must be approved by the person before they run, and who asks them.
+    needs_approval: frozenset[str] = frozenset()
+    approve: Callable[[str, dict[str, Any]], Awaitable[bool]] | None = None
 
 
 class ToolError(Exception):
@@ -104,6 +107,9 @@ class Tool:
         try:
             args = self.validate(arguments)
             kwargs = args.model_dump()
+            if context and self.name in context.needs_approval and context.approve is not None:
+                if not await context.approve(self.name, dict(kwargs)):
+                    raise ToolError(f"the user declined to run {self.name}; do not call it again for this request")
             if self.wants_context():
                 kwargs["context"] = context or ToolContext()
             if inspect.iscoroutinefunction(self.func):
@@ -178,6 +184,11 @@ class ToolRegistry:
 
     def names(self) -> list[str]:
         return list(self._tools)
+
+    def subset(self, names: Iterable[str]) -> ToolRegistry:
+        """The named tools only (unknown names are ignored: a tool may be gone since the UI listed it)."""
+        wanted = set(names)
+        return ToolRegistry(t for n, t in self._tools.items() if n in wanted)
 
     def openai_schemas(self, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
         chosen = self._tools.values() if names is None else [self.get(n) for n in names]
