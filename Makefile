@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install bench clean
+.PHONY: run test install browser bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,13 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/mmagent serve
 
-test: $(STAMP)
+# The UI tests drive Debian's Chromium (never a downloaded browser); install it when missing.
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; \
+	  else echo "note: install Debian's chromium (sudo apt-get install chromium) to run the browser tests; they are skipped without it"; fi; }
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
 
 clean:

@@ -1,10 +1,12 @@
-"""The agent graph. Read it top to bottom: plan → act → observe → reflect → respond.
+"""The agent graph. Read it top to bottom: (recall →) plan → act → observe → reflect → respond.
 
-    START → plan → act ─┬─(tool calls)──→ observe ─┬─(more to do)────→ act
-                        │                          ├─(tool failed /
-                        │                          │  plan ran out)──→ reflect → act
-                        │                          └─(step limit)────→ respond
-                        └─(answer / nothing to call)─────────────────→ respond → END
+    START → recall → plan → act ─┬─(tool calls)──→ observe ─┬─(more to do)────→ act
+                                 │                          ├─(tool failed /
+                                 │                          │  plan ran out)──→ reflect → act
+                                 │                          └─(step limit)────→ respond
+                                 └─(answer / nothing to call)─────────────────→ respond → END
+
+recall brings long-term memory into the turn (user memories, reflection notes); it calls no model.
 
 A model failure in any node sets `error` and goes straight to respond, which says so.
 """
@@ -15,7 +17,7 @@ from langchain_core.messages import AIMessage
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Checkpointer
 
-from agent.nodes import act, observe, plan, reflect, respond
+from agent.nodes import act, observe, plan, recall, reflect, respond
 from agent.state import AgentContext, AgentState
 
 
@@ -47,13 +49,15 @@ def build_graph(settings_limits=None, checkpointer: Checkpointer = None):
 
     limits = settings_limits or Limits()
     graph = StateGraph(AgentState, context_schema=AgentContext)
+    graph.add_node("recall", recall)
     graph.add_node("plan", plan)
     graph.add_node("act", act)
     graph.add_node("observe", observe)
     graph.add_node("reflect", reflect)
     graph.add_node("respond", respond)
 
-    graph.add_edge(START, "plan")
+    graph.add_edge(START, "recall")
+    graph.add_edge("recall", "plan")
     graph.add_conditional_edges("plan", after_plan, ["act", "respond"])
     graph.add_conditional_edges("act", after_act, ["observe", "respond"])
     graph.add_conditional_edges(

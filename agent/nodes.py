@@ -1,6 +1,7 @@
-"""The graph's nodes: plan, act, observe, reflect, respond. Wiring is in `agent/graph.py`.
+"""The graph's nodes: recall, plan, act, observe, reflect, respond. Wiring is in `agent/graph.py`.
 
 Model calls per node (what a `scripted:` file must provide, in this order):
+  recall   none (long-term memory and notes come from the store)
   plan     1 call per turn
   act      1 call per round; +1 repair call when a non-grammar backend emits a tool call
            with an unknown tool or invalid arguments; no call when the router finds no tool
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 from collections import Counter
@@ -23,12 +25,64 @@ from langgraph.runtime import Runtime
 
 from agent import prompts
 from agent.events import FinalEvent, PlanEvent, ReflectionEvent, ToolCallEvent, ToolResultEvent, emit, token_emitter
-from agent.history import to_openai
+from agent.history import Budget, fit, to_openai
 from agent.llm.base import ChatReply, ChatRequest, LLMError, ToolCall
 from agent.state import AgentContext, AgentState
+from memory.summary import extend_summary
+from memory.tokens import MESSAGE_OVERHEAD, token_counter
 from tools.registry import ToolError
 
 Ctx = Runtime[AgentContext]
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------- recall
+
+
+async def recall(state: AgentState, runtime: Ctx) -> dict[str, Any]:
+    """Long-term memory into the turn: what we know about the user, and reflection notes from
+    similar earlier tasks (plus the latest of the same task type)."""
+    ctx = runtime.context
+    settings = ctx.settings.memory
+    if ctx.memory is None or not settings.long_term:
+        return {}
+    request = state["request"]
+    try:
+        facts = await ctx.memory.recall(ctx.user_id, request, settings.recall_k, settings.recall_min_score)
+        notes = await ctx.memory.relevant_notes(ctx.user_id, request, settings.notes_k, settings.notes_min_score, state.get("task_type", ""))
+    except Exception as exc:  # noqa: BLE001 - a memory failure must not cost the user their answer
+        log.warning("long-term memory unavailable for this turn: %s", exc)
+        return {}
+    given = list(state.get("lessons", []))
+    retrieved = [prompts.note_line(n.text, n.task or "", n.outcome or "") for n in notes if n.text not in given]
+    return {"memories": [f.text for f in facts], "lessons": [*given, *retrieved]}
+
+
+# ---------------------------------------------------------------- the prompt budget
+
+
+def budget(ctx: AgentContext) -> Budget:
+    settings = ctx.settings.memory
+    return Budget(settings.context_tokens, settings.tool_result_tokens, token_counter(ctx.backend))
+
+
+def prompt_messages(ctx: AgentContext, state: AgentState, system: str) -> list[dict[str, Any]]:
+    """The system prompt and as much history as the token budget allows."""
+    return to_openai(system, state["messages"], budget=budget(ctx), summary=state.get("summary", ""))
+
+
+def fold_summary(ctx: AgentContext, state: AgentState, system: str) -> dict[str, Any]:
+    """Extend the running summary with the turns that no longer fit the budget (once each)."""
+    b = budget(ctx)
+    reserve = b.count(system) + ctx.settings.memory.summary_tokens + 2 * MESSAGE_OVERHEAD
+    dropped, _ = fit(state["messages"], b.tokens - reserve, b)
+    position = {m.id: i for i, m in enumerate(state["messages"]) if m.id}
+    done = position.get(state.get("summary_upto", ""), -1)
+    new = [m for m in dropped if position.get(m.id, -1) > done]
+    if not new:
+        return {}
+    summary = extend_summary(state.get("summary", ""), new, ctx.settings.memory.summary_tokens, b.count)
+    return {"summary": summary, "summary_upto": next(m.id for m in reversed(new) if m.id)}
 
 
 # ---------------------------------------------------------------- plan
@@ -40,23 +94,32 @@ async def plan(state: AgentState, runtime: Ctx) -> dict[str, Any]:
     system = prompts.PLAN.render(
         context={
             "Available tools": prompts.tool_catalogue(offered),
+            **memory_sections(state),
             "Lessons from earlier attempts": prompts.numbered(state.get("reflections", [])),
         }
     )
+    folded = fold_summary(ctx, state, system)
     try:
-        reply = await structured_reply(ctx, state, system, prompts.PLAN_SCHEMA, 200, "plan")
+        reply = await structured_reply(ctx, {**state, **folded}, system, prompts.PLAN_SCHEMA, 200, "plan")
     except LLMError as exc:
-        return {"error": str(exc)}
+        return {"error": str(exc), **folded}
     steps = parse_plan(reply.content)
     emit(PlanEvent(steps=steps))
-    return {"plan": steps, "plan_start": 0}
+    return {"plan": steps, "plan_start": 0, **folded}
+
+
+def memory_sections(state: AgentState) -> dict[str, str]:
+    return {
+        "What you remember about the user": prompts.bulleted(state.get("memories", [])),
+        "Notes from earlier tasks (reflections on failures)": prompts.numbered(state.get("lessons", [])),
+    }
 
 
 async def structured_reply(ctx: AgentContext, state: AgentState, system: str, schema: dict[str, Any], max_tokens: int, purpose: str) -> ChatReply:
     """A temperature-0 reply for plan/reflect: JSON under `schema` on grammar backends (a base
     model would ramble otherwise), plain text elsewhere; the parsers accept both."""
     request = ChatRequest(
-        messages=to_openai(system, state["messages"]),
+        messages=prompt_messages(ctx, state, system),
         response_schema=schema if ctx.backend.constrained else None,
         temperature=0.0,
         max_tokens=max_tokens,
@@ -121,10 +184,11 @@ async def act(state: AgentState, runtime: Ctx) -> dict[str, Any]:
         context={
             "Plan": prompts.numbered(state.get("plan", [])),
             "Current step": step,
+            **memory_sections(state),
             "Lessons from earlier attempts": prompts.numbered(state.get("reflections", [])),
         }
     )
-    messages = to_openai(system, state["messages"])
+    messages = prompt_messages(ctx, state, system)
     request = ChatRequest(
         messages=messages,
         tools=offered,
@@ -343,7 +407,7 @@ async def write_answer(ctx: AgentContext, state: AgentState, stopped: bool, draf
     note = prompts.STEP_LIMIT_NOTE.format(steps=state.get("steps", 0)) + " Say what you found so far." if stopped else ""
     system = prompts.RESPOND.render(context={"Plan": prompts.numbered(state.get("plan", [])), "Note": note})
     base = ChatRequest(
-        messages=to_openai(system, state["messages"]),
+        messages=prompt_messages(ctx, state, system),
         tool_choice="none",
         max_tokens=ctx.settings.limits.max_new_tokens,
         purpose="respond",

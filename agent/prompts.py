@@ -5,6 +5,7 @@ examples, input and output format. Edit wording here; nodes only fill in the var
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,12 +101,70 @@ RESPOND = PromptTemplate(
     output_format="Plain text for the user.",
 )
 
+REFLEXION = PromptTemplate(
+    role=ROLE,
+    instruction=(
+        "An attempt at the task below failed. In one to three sentences, say what went wrong and "
+        "what to do differently next time on this task or a similar one. Be specific (name the tool, "
+        "the step or the check that failed); do not repeat the task or apologise."
+    ),
+    output_format="One short paragraph starting with 'Reflection:'.",
+)
+
+REFLEXION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"reflection": {"type": "string", "maxLength": 400}},
+    "required": ["reflection"],
+    "additionalProperties": False,
+}
+
+SELF_EVALUATE = PromptTemplate(
+    role=ROLE,
+    instruction=(
+        "Judge your own answer to the task below: did it fully and correctly do what was asked, "
+        "without inventing results? If not, say in one or two sentences what went wrong and what "
+        "to do differently next time."
+    ),
+    output_format="First line 'success: yes' or 'success: no'; then, if no, 'Reflection: ...'.",
+)
+
+SELF_EVALUATE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"success": {"type": "boolean"}, "reflection": {"type": "string", "maxLength": 400}},
+    "required": ["success", "reflection"],
+    "additionalProperties": False,
+}
+
+
+def attempt_summary(task: str, answer: str, outcome: str, steps: list[dict[str, Any]], comment: str | None = None) -> str:
+    """The failed attempt as the reflection prompt's input: task, tools used, answer, verdict."""
+    lines = [f"Task: {task}"]
+    for e in steps[-6:]:
+        shown = e.get("result") if e.get("ok") else f"ERROR: {e.get('error')}"
+        lines.append(f"Tool {e.get('tool')}({json.dumps(e.get('arguments', {}), ensure_ascii=False)}) -> {str(shown)[:200]}")
+    lines.append(f"Answer: {answer[:600]}")
+    lines.append(f"Outcome: {outcome}")
+    if comment:
+        lines.append(f"User comment: {comment[:300]}")
+    return "\n".join(lines)
+
+
 STEP_LIMIT_NOTE = "I stopped after {steps} steps (the step limit) before finishing."
 MODEL_FAILED = "I could not finish this request: {error}"
 
 
 def numbered(lines: list[str]) -> str:
     return "\n".join(f"{i}. {line}" for i, line in enumerate(lines, 1))
+
+
+def bulleted(lines: list[str]) -> str:
+    return "\n".join(f"- {line}" for line in lines)
+
+
+def note_line(reflection: str, task: str, outcome: str) -> str:
+    """A stored reflection note as the plan prompt shows it."""
+    about = f" (earlier task: {task[:100]}{'…' if len(task) > 100 else ''}; {outcome[:80]})" if task else ""
+    return reflection + about
 
 
 def tool_catalogue(tools: list[dict[str, Any]]) -> str:

@@ -1,23 +1,35 @@
 """Running the graph: one `Agent` per app instance, one thread per conversation.
 
-`open_agent` wires the parts (settings, backend, tools, router, checkpointer); `Agent.astream`
-yields the events of one turn; `Agent.arun` returns its result.
+`open_agent` wires the parts (settings, backend, tools, router, checkpointer, thread catalog,
+long-term memory); `Agent.astream` yields the events of one turn; `Agent.arun` returns its
+result. Thread access, retention, feedback and memory listing for the UI and the API are the
+`Agent` methods below the run methods (docs/memory.md).
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from agent.config import Settings
 from agent.graph import build_graph, recursion_limit
 from agent.llm.base import ChatBackend
-from agent.state import AgentContext, new_turn
+from agent.state import AgentContext, TurnOptions, new_turn
+from memory.threads import ThreadAccessDenied, ThreadCatalog, ThreadError, ThreadNotFound
 from tools.registry import ToolRegistry
+
+if TYPE_CHECKING:
+    from memory.long_term import LongTermMemory
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Agent", "RunResult", "TurnOptions", "ThreadError", "ThreadNotFound", "ThreadAccessDenied", "open_agent"]
+INTERRUPTED_TURN = "(This turn was interrupted before it finished.)"
 
 
 class RunResult(BaseModel):
@@ -30,12 +42,20 @@ class RunResult(BaseModel):
 
 
 class Agent:
-    def __init__(self, settings: Settings, backend: ChatBackend, registry: ToolRegistry, router=None, checkpointer=None) -> None:
+    def __init__(
+        self, settings: Settings, backend: ChatBackend, registry: ToolRegistry, router=None, checkpointer=None,
+        *, threads: ThreadCatalog | None = None, memory: LongTermMemory | None = None,
+    ) -> None:
         self.settings = settings
         self.backend = backend
         self.registry = registry
         self.router = router
         self.graph = build_graph(settings.limits, checkpointer)
+        self.checkpointer = checkpointer
+        # Without a catalog (an Agent built by hand, e.g. in tests) threads are not owned and
+        # cannot be listed; without memory there is no recall, no notes and no memory tools.
+        self.threads = threads
+        self.memory = memory
 
     def _config(self, thread_id: str) -> dict[str, Any]:
         return {"configurable": {"thread_id": thread_id}, "recursion_limit": recursion_limit(self.settings.limits.max_steps)}
@@ -50,44 +70,228 @@ class Agent:
         tools: Collection[str] | None = None,
         needs_approval: Collection[str] = (),
         approve: Callable[[str, dict[str, Any]], Awaitable[bool]] | None = None,
+        options: TurnOptions | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         """The events of one turn (plan, tool_call, tool_result, reflection, token, final).
 
         `tools` limits this run to the named tools (None: all); tools in `needs_approval` wait
-        for `approve(name, arguments)` before they run.
+        for `approve(name, arguments)` before they run. Raises `ThreadAccessDenied` for another
+        user's thread. A run killed mid-way on this thread is closed first (see `aresume`).
         """
+        options = options or TurnOptions()
         thread_id = thread_id or new_thread_id()
+        if self.threads is not None:
+            await self.threads.claim(thread_id, user_id, request)
+        await self._close_interrupted(thread_id)
         registry, router = self.registry, self.router
         if tools is not None:
             registry = registry.subset(tools)
             router = router.limited_to(registry.names()) if router is not None else None
         context = AgentContext(
-            self.settings, self.backend, registry, router, session=thread_id, user_id=user_id,
-            needs_approval=frozenset(needs_approval), approve=approve,
+            self.settings, self.backend, registry, router, session=options.session or thread_id, user_id=user_id,
+            needs_approval=frozenset(needs_approval), approve=approve, memory=self._memory_on(), thread_id=thread_id,
         )
+        turn = new_turn(request, images, list(options.lessons), options.task_type)
+        final: dict[str, Any] | None = None
+        try:
+            async for event in self._stream(turn, thread_id, context):
+                if event["type"] == "final":
+                    final = event
+                yield event
+        finally:
+            await self._after_turn(thread_id)
+        if final is not None and options.self_evaluate:
+            await self._self_evaluate(request, final, context)
+
+    async def _stream(self, graph_input: dict[str, Any] | None, thread_id: str, context: AgentContext) -> AsyncIterator[dict[str, Any]]:
+        # durability="sync": each step's checkpoint is on disk before the next step starts, so
+        # a run killed mid-way resumes from its last completed step.
         async for event in self.graph.astream(
-            new_turn(request, images), self._config(thread_id), context=context, stream_mode="custom"
+            graph_input, self._config(thread_id), context=context, stream_mode="custom", durability="sync"
         ):
             yield event
 
     async def arun(
-        self, request: str, *, thread_id: str | None = None, images: list[str] | None = None, user_id: str = "local", on_event=None
+        self, request: str, *, thread_id: str | None = None, images: list[str] | None = None, user_id: str = "local", on_event=None,
+        options: TurnOptions | None = None,
     ) -> RunResult:
         thread_id = thread_id or new_thread_id()
-        final: dict[str, Any] | None = None
-        async for event in self.astream(request, thread_id=thread_id, images=images, user_id=user_id):
-            if on_event:
-                on_event(event)
-            if event["type"] == "final":
-                final = event
-        if final is None:  # respond always emits; this guards against a graph change breaking that
-            raise RuntimeError("the run ended without a final answer")
-        return RunResult(thread_id=thread_id, **{k: final[k] for k in ("answer", "plan", "steps", "artifacts", "error")})
+        events = self.astream(request, thread_id=thread_id, images=images, user_id=user_id, options=options)
+        return await _collect(events, thread_id, on_event)
 
-    async def history(self, thread_id: str) -> list[dict[str, Any]]:
+    # ------------------------------------------------------------ interrupted runs
+
+    async def interrupted(self, thread_id: str) -> bool:
+        """True when the thread's last run was killed mid-way (its checkpoint has steps left)."""
         state = await self.graph.aget_state(self._config(thread_id))
-        messages = (state.values or {}).get("messages", []) if state else []
-        return [{"role": m.type, "content": m.text} for m in messages]
+        return bool(state and state.next)
+
+    async def aresume(self, thread_id: str, *, user_id: str = "local", on_event=None) -> RunResult:
+        """Finish a run that was killed mid-way, from its last checkpoint (completed steps are
+        not redone; a tool call that was running when the process died runs again)."""
+        await self._check(thread_id, user_id)
+        if not await self.interrupted(thread_id):
+            raise ThreadError(f"thread {thread_id!r} has no interrupted run to resume")
+        context = AgentContext(
+            self.settings, self.backend, self.registry, self.router, session=thread_id, user_id=user_id,
+            memory=self._memory_on(), thread_id=thread_id,
+        )
+
+        async def events() -> AsyncIterator[dict[str, Any]]:
+            try:
+                async for event in self._stream(None, thread_id, context):
+                    yield event
+            finally:
+                await self._after_turn(thread_id)
+
+        return await _collect(events(), thread_id, on_event)
+
+    async def _close_interrupted(self, thread_id: str) -> None:
+        """A new request on a thread whose last run died mid-way: end that run as interrupted
+        (tool calls it left open are answered by `paired_history`) instead of resuming it."""
+        if await self.interrupted(thread_id):
+            from langchain_core.messages import AIMessage
+
+            update = {"messages": [AIMessage(content=INTERRUPTED_TURN)], "answer": INTERRUPTED_TURN}
+            await self.graph.aupdate_state(self._config(thread_id), update, as_node="respond")
+
+    # ------------------------------------------------------------ after a turn
+
+    async def _after_turn(self, thread_id: str) -> None:
+        try:
+            state = await self.graph.aget_state(self._config(thread_id))
+            if self.threads is not None:
+                await self.threads.touch(thread_id, len((state.values or {}).get("messages", [])))
+                if not self.settings.memory.keep_checkpoint_history and not state.next:
+                    await self.threads.compact(thread_id)
+        except Exception as exc:  # noqa: BLE001 - bookkeeping must not turn an answered turn into an error
+            log.warning("thread bookkeeping failed for %s: %s", thread_id, exc)
+
+    async def _self_evaluate(self, request: str, final: dict[str, Any], context: AgentContext) -> None:
+        """Chat's evaluator: the turn's own failure signals, or the model's judgement when
+        `memory.self_evaluate = "always"`; a failure becomes a reflection note."""
+        from memory.reflexion import failure_signal, self_evaluate, write_reflection
+
+        settings = self.settings.memory
+        if context.memory is None or not settings.reflection or settings.self_evaluate == "off":
+            return
+        try:
+            reason = failure_signal(final)
+            reflection = ""
+            if reason is None and settings.self_evaluate == "always" and not final.get("error"):
+                ok, reflection = await self_evaluate(
+                    self.backend, task=request, answer=final["answer"], steps=final["steps"], session=context.session
+                )
+                reason = None if ok else "self-evaluation: the answer did not do what was asked"
+            if reason is None:
+                return
+            if not reflection:
+                reflection = await write_reflection(
+                    self.backend, task=request, answer=final["answer"], outcome=reason, steps=final["steps"], session=context.session
+                )
+            await context.memory.add_note(context.user_id, task=request, reflection=reflection, outcome=reason, answer=final["answer"])
+        except Exception as exc:  # noqa: BLE001 - a missing reflection must not fail an answered turn
+            log.warning("no reflection note for this turn: %s", exc)
+
+    # ------------------------------------------------------------ threads (UI, API, CLI)
+
+    async def _check(self, thread_id: str, user_id: str) -> None:
+        if self.threads is not None:
+            await self.threads.check(thread_id, user_id)
+        elif not (await self.graph.aget_state(self._config(thread_id))).values:
+            raise ThreadNotFound(f"no thread {thread_id!r}")
+
+    async def _messages(self, thread_id: str) -> list[Any]:
+        state = await self.graph.aget_state(self._config(thread_id))
+        return (state.values or {}).get("messages", []) if state else []
+
+    async def history(self, thread_id: str, *, user_id: str = "local") -> list[dict[str, Any]]:
+        """The thread's messages as `{"role": user|assistant|tool, "content", "id", ...}`.
+        Raises `ThreadNotFound` (a KeyError) or `ThreadAccessDenied` (a PermissionError)."""
+        from memory.retention import message_dict
+
+        await self._check(thread_id, user_id)
+        return [message_dict(m) for m in await self._messages(thread_id)]
+
+    async def list_threads(self, user_id: str) -> list[dict[str, Any]]:
+        """This user's threads, newest first: `{"id", "title", "created_at", "updated_at", "messages", "feedback"}`."""
+        if self.threads is None:
+            return []
+        return [t.public() for t in await self.threads.list(user_id)]
+
+    async def export_thread(self, thread_id: str, user_id: str) -> dict[str, Any]:
+        """The whole thread as JSON-ready data (metadata, messages, running summary)."""
+        from memory.retention import export_payload
+
+        await self._check(thread_id, user_id)
+        state = await self.graph.aget_state(self._config(thread_id))
+        info = await self.threads.get(thread_id) if self.threads is not None else None
+        return export_payload(thread_id, info, (state.values or {}) if state else {})
+
+    async def delete_thread(self, thread_id: str, user_id: str) -> None:
+        await self._check(thread_id, user_id)
+        await self.checkpointer.adelete_thread(thread_id)
+        if self.threads is not None:
+            await self.threads.remove(thread_id)
+
+    async def prune_threads(self, *, vacuum: bool = True) -> dict[str, Any]:
+        """Apply the retention settings to every user's threads (see `memory.retention.prune`)."""
+        from memory.retention import prune
+
+        if self.threads is None:
+            return {"deleted": 0, "checkpoints_removed": 0}
+        return await prune(self.threads, self.checkpointer, self.settings.memory, vacuum=vacuum)
+
+    async def feedback(self, thread_id: str, user_id: str, good: bool, comment: str | None = None) -> dict[str, Any] | None:
+        """Thumbs up/down on the thread's last turn. Thumbs down: the model reflects on that
+        turn and the reflection is stored as a note; returns the note (None otherwise)."""
+        from memory.reflexion import write_reflection
+
+        await self._check(thread_id, user_id)
+        if self.threads is not None:
+            await self.threads.set_feedback(thread_id, good)
+        memory = self._memory_on()
+        if good or memory is None or not self.settings.memory.reflection:
+            return None
+        values = (await self.graph.aget_state(self._config(thread_id))).values or {}
+        task, answer = values.get("request", ""), values.get("answer", "")
+        if not task:
+            return None
+        outcome = "the user marked the answer as bad" + (f": {comment}" if comment else "")
+        reflection = await write_reflection(
+            self.backend, task=task, answer=answer, outcome=outcome, steps=values.get("step_log", []), session=thread_id, comment=comment
+        )
+        note = await memory.add_note(user_id, task=task, reflection=reflection, outcome=outcome, answer=answer)
+        return note.public()
+
+    # ------------------------------------------------------------ long-term memory (UI memory panel)
+
+    def _memory_on(self) -> LongTermMemory | None:
+        return self.memory if self.settings.memory.long_term else None
+
+    async def memories(self, user_id: str) -> list[dict[str, Any]]:
+        """This user's memories, newest first: `{"id", "text", "created_at", "kind"}`."""
+        return [m.public() for m in await self.memory.list("memory", user_id)] if self.memory else []
+
+    async def notes(self, user_id: str) -> list[dict[str, Any]]:
+        """This user's reflection notes, newest first: `{"id", "text", "task", "outcome", ...}`."""
+        return [n.public() for n in await self.memory.list("note", user_id)] if self.memory else []
+
+    async def forget(self, user_id: str, item_id: str) -> bool:
+        """Delete one of this user's memories or notes by id; False when the user has none with it."""
+        return bool(self.memory and await self.memory.delete(user_id, item_id))
+
+
+async def _collect(events: AsyncIterator[dict[str, Any]], thread_id: str, on_event) -> RunResult:
+    final: dict[str, Any] | None = None
+    async for event in events:
+        if on_event:
+            on_event(event)
+        if event["type"] == "final":
+            final = event
+    if final is None:  # respond always emits; this guards against a graph change breaking that
+        raise RuntimeError("the run ended without a final answer")
+    return RunResult(thread_id=thread_id, **{k: final[k] for k in ("answer", "plan", "steps", "artifacts", "error")})
 
 
 def new_thread_id() -> str:
@@ -96,28 +300,50 @@ def new_thread_id() -> str:
 
 def default_tools(settings: Settings) -> ToolRegistry:
     from tools.calculator import calculator_tool
+    from tools.images import image_tools
+    from tools.search import knowledge_tools
 
-    return ToolRegistry([calculator_tool()])
+    # The image tools share one model manager; nothing is loaded until a tool first runs.
+    # The knowledge tools share one knowledge base; it opens Chroma on its first call.
+    return ToolRegistry([calculator_tool(), *image_tools(settings), *knowledge_tools(settings)])
 
 
 @asynccontextmanager
 async def open_agent(settings: Settings, *, llm: str | None = None, registry: ToolRegistry | None = None, persist: bool = True):
-    """An Agent with its backend, tools, router and SQLite checkpointer, closed on exit."""
+    """An Agent with its backend, tools, router, SQLite checkpointer, thread catalog and
+    long-term memory, closed on exit. `persist=False` keeps everything in memory."""
     from agent.llm.factory import make_backend
     from agent.tool_router import ToolRouter
-    from memory.threads import open_checkpointer
+    from memory.threads import open_threads
     from multimodal.text_embeddings import SentenceEncoder
 
     backend = make_backend(llm or settings.llm, settings)
-    registry = registry or default_tools(settings)
-    router = ToolRouter(registry, SentenceEncoder())
+    encoder = SentenceEncoder()  # one per app: the router and long-term memory share it
+    memory = open_memory(settings, encoder, persist) if settings.memory.long_term else None
+    registry = with_memory_tools(registry or default_tools(settings), memory)
+    router = ToolRouter(registry, encoder)
     try:
-        if persist:
-            async with open_checkpointer(settings.threads_db) as saver:
-                yield Agent(settings, backend, registry, router, saver)
-        else:
-            from langgraph.checkpoint.memory import InMemorySaver
-
-            yield Agent(settings, backend, registry, router, InMemorySaver())
+        async with open_threads(settings.threads_db if persist else None) as (saver, catalog):
+            agent = Agent(settings, backend, registry, router, saver, threads=catalog, memory=memory)
+            if persist:
+                await agent.prune_threads(vacuum=False)  # retention limits apply from start-up on
+            yield agent
     finally:
         await backend.aclose()
+
+
+def open_memory(settings: Settings, encoder, persist: bool = True) -> LongTermMemory:
+    from memory.long_term import LongTermMemory
+    from memory.store import memory_dir, open_collections
+
+    return LongTermMemory(open_collections(memory_dir(settings.data_dir) if persist else None), encoder)
+
+
+def with_memory_tools(registry: ToolRegistry, memory: LongTermMemory | None) -> ToolRegistry:
+    """The registry plus remember/recall/forget bound to this app's memory (unless already there)."""
+    if memory is None:
+        return registry
+    from tools.memory_tools import memory_tools
+
+    extra = [t for t in memory_tools(memory) if t.name not in registry]
+    return ToolRegistry([*registry, *extra]) if extra else registry

@@ -19,6 +19,7 @@ from tools.registry import ToolRegistry
 
 if TYPE_CHECKING:
     from agent.tool_router import ToolRouter
+    from memory.long_term import LongTermMemory
 
 
 class AgentState(TypedDict, total=False):
@@ -39,9 +40,16 @@ class AgentState(TypedDict, total=False):
     draft: str  # an answer the act step produced without calling tools
     error: str | None  # a model failure that ends the turn
     answer: str
+    memories: list[str]  # what long-term memory recalled about the user for this request
+    lessons: list[str]  # reflection notes from earlier tasks/trials, for the plan
+    task_type: str  # the task's type when a task file gives one (notes are also retrieved by type)
+    # Across turns: the running summary of turns trimmed from the prompt, and the id of the
+    # last message it covers.
+    summary: str
+    summary_upto: str
 
 
-def new_turn(request: str, images: list[str] | None = None) -> dict[str, Any]:
+def new_turn(request: str, images: list[str] | None = None, lessons: list[str] | None = None, task_type: str = "") -> dict[str, Any]:
     """The graph input for a new user turn: resets every per-turn field."""
     from agent.prompts import user_message_text
     from langchain_core.messages import HumanMessage
@@ -63,7 +71,20 @@ def new_turn(request: str, images: list[str] | None = None) -> dict[str, Any]:
         "draft": "",
         "error": None,
         "answer": "",
+        "memories": [],
+        "lessons": list(lessons or []),
+        "task_type": task_type,
     }
+
+
+@dataclass(frozen=True)
+class TurnOptions:
+    """Run options for programmatic callers (Reflexion trials, task runs); chat needs none."""
+
+    session: str | None = None  # backend session key (default: the thread id); trials share one
+    lessons: tuple[str, ...] | list[str] = ()  # reflections to plan with, besides retrieved notes
+    task_type: str = ""
+    self_evaluate: bool = True  # the chat self-evaluation after the turn (trials evaluate themselves)
 
 
 @dataclass(frozen=True)
@@ -74,8 +95,10 @@ class AgentContext:
     backend: ChatBackend
     registry: ToolRegistry
     router: "ToolRouter | None"
-    session: str = "default"  # the thread id: keys per-conversation backend state
+    session: str = "default"  # keys per-conversation backend state: the thread id unless a caller groups runs
     user_id: str = "local"  # whose memories and files this run may touch
+    memory: "LongTermMemory | None" = None  # per-user memories and notes (None: no long-term memory)
+    thread_id: str = ""  # the thread, when it differs from the session
     needs_approval: frozenset[str] = frozenset()  # tools the person must approve before they run
     approve: Any = None  # async (tool name, arguments) -> bool, from the UI
 
@@ -83,7 +106,7 @@ class AgentContext:
         from tools.registry import ToolContext
 
         return ToolContext(
-            user_id=self.user_id, thread_id=self.session, settings=self.settings,
+            user_id=self.user_id, thread_id=self.thread_id or self.session, settings=self.settings,
             needs_approval=self.needs_approval, approve=self.approve,
         )
 

@@ -186,6 +186,20 @@ def tools_call(name: str, args: str, as_json: bool) -> None:
     sys.exit(0 if result.ok else 1)
 
 
+# ---------------------------------------------------------------- run (scripted task runs)
+
+from apps.tasks import run_command  # noqa: E402 - registered here, defined in apps/tasks.py
+
+cli.add_command(run_command)
+
+
+# ---------------------------------------------------------------- ingest (knowledge base)
+
+from apps.ingest import ingest  # noqa: E402 - registered here, defined in apps/ingest.py
+
+cli.add_command(ingest)
+
+
 # ---------------------------------------------------------------- doctor
 
 
@@ -204,6 +218,15 @@ def doctor(llm: str | None, as_json: bool) -> None:
         click.echo(f"{section}:")
         for key, value in values.items():
             click.echo(f"  {key}: {value}")
+
+
+# ---------------------------------------------------------------- memory, threads, feedback
+
+from apps.memory_cli import feedback as _feedback_command  # noqa: E402 - registered next to the others
+from apps.memory_cli import memory as _memory_group  # noqa: E402
+
+cli.add_command(_memory_group)
+cli.add_command(_feedback_command)
 
 
 # ---------------------------------------------------------------- entry point

@@ -29,7 +29,21 @@ def report(settings: Settings) -> dict[str, dict[str, Any]]:
             "config_file": f"{config_file} ({'found' if config_file.is_file() else 'not found'})",
         },
         "tools": {tool.name: tool.description.splitlines()[0] for tool in default_tools(settings)},
+        "models": _models(settings),
     }
+
+
+def _models(settings: Settings) -> dict[str, Any]:
+    """Each image model: its source, where it would load from, device and availability (nothing is loaded)."""
+    from multimodal.artifacts import allowed_dirs
+    from multimodal.model_manager import ModelManager
+
+    manager = ModelManager(settings)
+    out: dict[str, Any] = dict(manager.describe())
+    budget = settings.models.memory_budget_gb
+    out["memory_budget"] = f"{budget:g} GiB per device" if budget else "auto: 90% of GPU memory, half the RAM on CPU"
+    out["allowed_image_dirs"] = [str(p) for p in allowed_dirs(settings)]
+    return out
 
 
 def _writable(path: Path) -> bool:

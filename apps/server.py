@@ -39,12 +39,15 @@ def services_of(app: FastAPI) -> Services:
 
 
 def create_app(settings: Settings, *, llm: str | None = None, ui: bool = True) -> FastAPI:
-    from agent.runner import open_agent
+    from agent.runner import default_tools, open_agent
     from apps.api import api_router
+
+    # Built here (cheap: no model loads) so the UI can list the tools before the lifespan runs.
+    registry = default_tools(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        async with open_agent(settings, llm=llm) as agent:
+        async with open_agent(settings, llm=llm, registry=registry) as agent:
             app.state.services = Services(settings, agent)
             log.info("mmagent serving with model %s", agent.backend.spec)
             yield
@@ -59,7 +62,7 @@ def create_app(settings: Settings, *, llm: str | None = None, ui: bool = True) -
 
         from apps.ui import build_ui
 
-        blocks = build_ui(lambda: services_of(app))
+        blocks = build_ui(lambda: services_of(app), registry.names())
         app = gr.mount_gradio_app(
             app, blocks, path="/", allowed_paths=[str(settings.artifacts_dir.resolve())], footer_links=["api"],
         )

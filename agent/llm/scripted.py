@@ -15,6 +15,7 @@ import asyncio
 import json
 import re
 import threading
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,8 @@ class ScriptedBackend(ChatBackend):
         self._replies = load_script(self.path)
         self._cursors: dict[str, int] = {}
         self._lock = threading.Lock()
+        #: (session, request) of the latest calls, so tests can read the prompts the graph sent.
+        self.requests: deque[tuple[str, ChatRequest]] = deque(maxlen=1000)
 
     async def complete(self, request: ChatRequest, *, on_token: TokenCallback | None = None, session: str = "default") -> ChatReply:
         with self._lock:
@@ -65,6 +68,7 @@ class ScriptedBackend(ChatBackend):
                     f"(file {self.path}, call for the {request.purpose} step)"
                 )
             self._cursors[session] = index + 1
+            self.requests.append((session, request))
         reply = to_reply(self._replies[index])
         if on_token and reply.content:
             for piece in re.findall(r"\S+\s*|\s+", reply.content):

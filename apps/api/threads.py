@@ -1,0 +1,119 @@
+"""`POST /v1/threads/{id}/runs` (one agent turn as server-sent events) and thread history.
+
+Event names are the agent's event types (plan, tool_call, tool_result, reflection, token,
+final) plus `error`; each event's data is the agent's event as JSON. Threads belong to the
+user who created them: another user's thread answers 404, as an unknown one does, so that
+thread ids cannot be probed.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from sse_starlette import ServerSentEvent
+
+from agent.llm.base import LLMError
+from apps.api.auth import require_api_key, services, user_id_of
+from apps.api.errors import ApiError, ApiRoute
+from apps.api.images import resolve_image
+from apps.api.schemas import RunRequest
+from apps.api.streaming import sse_response
+
+log = logging.getLogger(__name__)
+
+_THREAD_ID = re.compile(r"^[\w.:-]{1,128}$")
+
+
+def _check_thread_id(thread_id: str) -> None:
+    if not _THREAD_ID.match(thread_id):
+        raise ApiError(400, "a thread id is 1-128 letters, digits or . _ : -", param="thread_id")
+
+
+def _takes_user(method: Callable[..., Any]) -> bool:
+    # Per-user thread ownership is optional in Agent: pass the user only where it is accepted.
+    try:
+        return "user_id" in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _not_found(thread_id: str) -> ApiError:
+    return ApiError(404, f"no thread {thread_id!r} for this user", code="thread_not_found")
+
+
+async def thread_history(agent, thread_id: str, user_id: str) -> list[dict[str, Any]] | None:
+    """The thread's messages; None when there is no such thread; 404 when it is someone else's."""
+    try:
+        if _takes_user(agent.history):
+            return await agent.history(thread_id, user_id=user_id)
+        return await agent.history(thread_id)
+    except PermissionError:
+        raise _not_found(thread_id) from None
+    except KeyError:
+        return None
+
+
+def threads_router() -> APIRouter:
+    router = APIRouter(route_class=ApiRoute, dependencies=[Depends(require_api_key)], tags=["threads"])
+
+    @router.get("/threads")
+    async def list_threads(request: Request) -> dict[str, Any]:
+        agent = services(request).agent
+        if not hasattr(agent, "list_threads"):
+            raise ApiError(404, "listing threads is not available in this version", code="unknown_endpoint")
+        threads = agent.list_threads(user_id_of(request))
+        if inspect.isawaitable(threads):
+            threads = await threads
+        return {"object": "list", "data": json.loads(json.dumps(threads, default=str))}
+
+    @router.get("/threads/{thread_id}")
+    async def get_thread(thread_id: str, request: Request) -> dict[str, Any]:
+        _check_thread_id(thread_id)
+        messages = await thread_history(services(request).agent, thread_id, user_id_of(request))
+        if not messages:
+            raise _not_found(thread_id)
+        return {"id": thread_id, "object": "thread", "messages": json.loads(json.dumps(messages, default=str))}
+
+    @router.post("/threads/{thread_id}/runs")
+    async def run_turn(thread_id: str, body: RunRequest, request: Request):
+        _check_thread_id(thread_id)
+        svc = services(request)
+        agent, user_id = svc.agent, user_id_of(request)
+        images = [resolve_image(ref, svc.settings, f"images.{i}") for i, ref in enumerate(body.images)]
+        if body.tools is not None:
+            unknown = sorted(set(body.tools) - set(agent.registry.names()))
+            if unknown:
+                raise ApiError(400, f"unknown tools: {', '.join(unknown)}; see GET /v1/tools", param="tools")
+        # Someone else's thread is refused before the stream starts, so it is a plain 404;
+        # an unknown thread is fine (the run creates it).
+        await thread_history(agent, thread_id, user_id)
+
+        async def events() -> AsyncIterator[ServerSentEvent]:
+            try:
+                async for event in agent.astream(body.input, thread_id=thread_id, images=images, user_id=user_id, tools=body.tools):
+                    if event["type"] == "final":
+                        event = {**event, "thread_id": thread_id}
+                    yield ServerSentEvent(json.dumps(event, ensure_ascii=False, default=str), event=event["type"])
+                    if event["type"] == "final" and event.get("error"):
+                        yield _error_event(f"the model failed: {event['error']}", "model_error")
+            except (PermissionError, KeyError):
+                yield _error_event(f"no thread {thread_id!r} for this user", "thread_not_found")
+            except LLMError as exc:
+                yield _error_event(f"the model failed: {exc}", "model_error")
+            except Exception:  # noqa: BLE001 - the stream has started: report in-stream
+                log.exception("run on thread %s failed", thread_id)
+                yield _error_event("internal error (see the server log)", "server_error")
+
+        return sse_response(events(), headers={"X-MMAGENT-Thread": thread_id})
+
+    return router
+
+
+def _error_event(message: str, code: str) -> ServerSentEvent:
+    return ServerSentEvent(json.dumps({"type": "error", "message": message, "code": code}), event="error")

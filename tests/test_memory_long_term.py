@@ -1,0 +1,98 @@
+"""Long-term memory: the memory tools act for the calling user only, recall reaches the plan
+prompt, and two users never see each other's memories or notes."""
+
+from __future__ import annotations
+
+import asyncio
+
+from agent.config import Settings
+from tests.conftest import call, calls, say, write_script
+from tests.memory_fixtures import encoder, memory_agent, prompts_for  # noqa: F401 - fixture
+
+ALICE_FACT = "The user prefers watercolour style."
+
+
+def test_two_users_are_isolated_through_tools_recall_and_listing(tmp_path, encoder):  # noqa: F811
+    alice = memory_agent(
+        write_script(
+            tmp_path / "a.jsonl",
+            say("1. Remember the style"),
+            calls(call("remember", {"text": ALICE_FACT}, "m1")),
+            say("Got it: watercolour."),
+        ),
+        encoder,
+    )
+    shared = alice.memory  # one store, as in one server process
+    bob = memory_agent(
+        write_script(
+            tmp_path / "b.jsonl",
+            say("1. Look up the style"),
+            calls(call("recall", {"query": "preferred painting style"}, "r1")),
+            say("I don't know your style yet."),
+        ),
+        encoder,
+        memory=shared,
+    )
+    later = write_script(tmp_path / "c.jsonl", say("1. Answer from memory"), say("Watercolour."))
+    alice_later, bob_later = memory_agent(later, encoder, memory=shared), memory_agent(later, encoder, memory=shared)
+
+    async def go():
+        await alice.arun("I like watercolour, remember that.", thread_id="a1", user_id="alice")
+        bob_result = await bob.arun("Which painting style do I like?", thread_id="b1", user_id="bob")
+        # A later turn recalls the memory into the plan prompt for Alice only.
+        await alice_later.arun("Which painting style do I like?", thread_id="a2", user_id="alice")
+        await bob_later.arun("Which painting style do I like?", thread_id="b2", user_id="bob")
+        return bob_result, await alice.memories("alice"), await alice.memories("bob")
+
+    bob_result, alice_items, bob_items = asyncio.run(go())
+    assert [m["text"] for m in alice_items] == [ALICE_FACT] and bob_items == []
+    assert bob_result.steps[0]["tool"] == "recall" and bob_result.steps[0]["result"] == "No memories match."
+    assert ALICE_FACT in prompts_for(alice_later, "plan")[0]
+    assert ALICE_FACT in prompts_for(alice_later, "act")[0]
+    assert "watercolour" not in prompts_for(bob_later, "plan")[0]
+
+
+def test_store_level_isolation_forget_and_delete(tmp_path, encoder):  # noqa: F811
+    agent = memory_agent(write_script(tmp_path / "s.jsonl", say("unused")), encoder)
+    mem = agent.memory
+
+    async def go():
+        a = await mem.remember("alice", "My cat is called Tom.")
+        again = await mem.remember("alice", "My cat is called Tom.")  # a duplicate updates, not adds
+        await mem.remember("alice.smith@example.com", "I live in Lisbon.")  # dots in ids are fine
+        b = await mem.remember("bob", "Bob's cat is called Felix.")
+        note = await mem.add_note("alice", task="Draw a cat", reflection="Ask which style first.", outcome="failed: wrong style")
+        checks = {
+            "dup": again.id == a.id,
+            "alice_search": [m.text for m in await mem.recall("alice", "cat name", 5)],
+            "bob_search": [m.text for m in await mem.recall("bob", "cat name", 5)],
+            "bob_notes": await agent.notes("bob"),
+            "bob_cannot_delete": await agent.forget("bob", a.id),
+            "bob_cannot_delete_note": await agent.forget("bob", note.id),
+            "bob_cannot_forget_by_text": await mem.forget("bob", "My cat is called Tom."),
+        }
+        checks["forgot"] = [m.text for m in await mem.forget("alice", "the name of my cat")]
+        checks["alice_left"] = await agent.memories("alice")
+        checks["bob_left"] = [m["id"] for m in await agent.memories("bob")] == [b.id]
+        checks["note_deleted"] = await agent.forget("alice", note.id)
+        checks["dotted"] = [m["text"] for m in await agent.memories("alice.smith@example.com")]
+        return checks
+
+    c = asyncio.run(go())
+    assert c["dup"]
+    assert c["alice_search"] == ["My cat is called Tom."]
+    assert c["bob_search"] == ["Bob's cat is called Felix."]
+    assert c["bob_notes"] == [] and not c["bob_cannot_delete"] and not c["bob_cannot_delete_note"]
+    assert all("Tom" not in m.text for m in c["bob_cannot_forget_by_text"])  # at most Bob's own
+    assert c["forgot"] == ["My cat is called Tom."] and c["alice_left"] == []
+    assert c["note_deleted"] and c["dotted"] == ["I live in Lisbon."]
+
+
+def test_chinese_question_recalls_an_english_memory(tmp_path, encoder):  # noqa: F811
+    agent = memory_agent(write_script(tmp_path / "s.jsonl", say("unused")), encoder)
+
+    async def go():
+        await agent.memory.remember("u", "I prefer watercolour style for pictures.")
+        return await agent.memory.recall("u", "我喜欢什么画风?", 3, Settings().memory.recall_min_score)
+
+    assert [m.text for m in asyncio.run(go())] == ["I prefer watercolour style for pictures."]
