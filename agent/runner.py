@@ -298,14 +298,15 @@ def new_thread_id() -> str:
     return uuid.uuid4().hex
 
 
-def default_tools(settings: Settings) -> ToolRegistry:
+def default_tools(settings: Settings, *, knowledge=None) -> ToolRegistry:
+    """The built-in tools; `knowledge`: the app's KnowledgeBase, when the app also uses it (the UI)."""
     from tools.calculator import calculator_tool
     from tools.images import image_tools
     from tools.search import knowledge_tools
 
     # The image tools share one model manager; nothing is loaded until a tool first runs.
     # The knowledge tools share one knowledge base; it opens Chroma on its first call.
-    return ToolRegistry([calculator_tool(), *image_tools(settings), *knowledge_tools(settings)])
+    return ToolRegistry([calculator_tool(), *image_tools(settings), *knowledge_tools(settings, knowledge)])
 
 
 @asynccontextmanager

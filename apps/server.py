@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -25,6 +27,32 @@ class Services:
 
     settings: Settings
     agent: Agent
+    knowledge: Any = None  # memory.knowledge.KnowledgeBase, shared with the retrieve/search tools
+
+    async def ingest_documents(self, user_id: str, files: list[Path]) -> str:
+        """Adds a visitor's documents to their own part of the knowledge base; a summary line per file."""
+        import asyncio
+        import shutil
+
+        # A stable copy per user and file name: uploading the same file again is "unchanged",
+        # a new version replaces the old one's chunks.
+        folder = self.settings.data_dir / "documents" / user_id
+        folder.mkdir(parents=True, exist_ok=True)
+        copies = []
+        for file in files:
+            target = folder / Path(file).name
+            shutil.copyfile(file, target)
+            copies.append(target)
+        report = await asyncio.to_thread(self.knowledge.ingest, copies, "uploads", owner=user_id)
+        lines = [f"- {Path(f.path).name}: {f.status}" + (f" ({f.chunks} chunks)" if f.chunks else "") + (f": {f.reason}" if f.reason else "")
+                 for f in report.files]
+        return "\n".join(lines) or "Nothing to add."
+
+    async def knowledge_sources(self, user_id: str) -> list[dict[str, Any]]:
+        import asyncio
+
+        rows = await asyncio.to_thread(self.knowledge.sources, None, [user_id])
+        return [{"source": Path(r["source"]).name, "chunks": r["chunks"]} for r in rows]
 
 
 class ServicesNotReady(RuntimeError):
@@ -42,16 +70,21 @@ def create_app(settings: Settings, *, llm: str | None = None, ui: bool = True) -
     from agent.runner import default_tools, open_agent
     from apps.api import api_router
 
-    # Built here (cheap: no model loads) so the UI can list the tools before the lifespan runs.
-    registry = default_tools(settings)
+    from memory.knowledge import KnowledgeBase
+
+    # Built here (cheap: nothing opens or loads until first use) so the UI can list the tools
+    # before the lifespan runs, and shares the knowledge base with the tools.
+    knowledge = KnowledgeBase(settings)
+    registry = default_tools(settings, knowledge=knowledge)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         async with open_agent(settings, llm=llm, registry=registry) as agent:
-            app.state.services = Services(settings, agent)
+            app.state.services = Services(settings, agent, knowledge)
             log.info("mmagent serving with model %s", agent.backend.spec)
             yield
         app.state.services = None
+        knowledge.close()
 
     app = FastAPI(title="mmagent", version=_version(), lifespan=lifespan)
     app.state.services = None

@@ -183,3 +183,24 @@ def test_cli_ingest(data_dir, tmp_path, monkeypatch, capsys):
     assert code == 1 and out.err.strip().splitlines()[-1].startswith("error: nothing ingested")
     code, out = run("ingest", str(tmp_path / "nope"))
     assert code == 1 and len(out.err.strip().splitlines()) == 2  # the skip line and one error line
+
+
+def test_a_users_own_documents_are_found_by_that_user_only(tmp_path):
+    from tools.registry import ToolContext
+
+    shared, private = tmp_path / "shared.md", tmp_path / "diary.md"
+    shared.write_text("# Shared\nThe team handbook says LoRA saves memory.\n", encoding="utf-8")
+    private.write_text("# Diary\nAlice's LoRA experiment used rank 8 on the diary dataset.\n", encoding="utf-8")
+    base = make_kb(tmp_path / "data")
+    base.ingest([shared])
+    base.ingest([private], "uploads", owner="web-alice")
+    tool = retrieve_tool(base)
+
+    def sources(user: str) -> set[str]:
+        result = asyncio.run(tool.ainvoke({"query": "LoRA rank experiment", "k": 5}, context=ToolContext(user_id=user)))
+        return {hit["source"] for hit in result.result} if isinstance(result.result, list) else set()
+
+    assert sources("web-alice") == {str(shared), str(private)}
+    assert sources("web-bob") == {str(shared)}
+    assert [s["source"] for s in base.sources(owners=["web-alice"])] == [str(private)]
+    assert [s["source"] for s in base.sources(owners=["web-bob"])] == []

@@ -164,3 +164,22 @@ def test_approval_pauses_image_generation_and_a_denial_reaches_the_model(browser
     page.click("#mem-refresh")
     page.wait_for_function(f"document.querySelector('#notes-list').innerText.includes({DECLINED!r})", timeout=30_000)
     context.close()
+
+
+def test_documents_added_in_the_knowledge_panel_are_the_visitors_own(browser, server, tmp_path):
+    notes = tmp_path / "lora-notes.md"
+    notes.write_text("# LoRA\nLoRA trains two small low-rank matrices instead of the full weights.\n", encoding="utf-8")
+    first, page = open_page(browser, server)
+    page.get_by_role("tab", name="Knowledge").click()
+    page.set_input_files("#kb-files input[type=file]", str(notes))
+    page.click("#kb-ingest")
+    page.wait_for_function("document.querySelector('#kb-report').innerText.includes('lora-notes.md: added')", timeout=90_000)
+    page.wait_for_function("document.querySelector('#kb-sources').innerText.includes('lora-notes.md')")
+
+    second, other = open_page(browser, server)
+    other.get_by_role("tab", name="Knowledge").click()
+    other.get_by_role("button", name="Refresh list").click()
+    other.wait_for_timeout(1500)
+    assert "lora-notes.md" not in other.inner_text("#kb-sources")
+    first.close()
+    second.close()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from tools.registry import Tool, ToolError
+from tools.registry import Tool, ToolContext, ToolError
 
 if TYPE_CHECKING:
     from memory.knowledge import KnowledgeBase
@@ -42,6 +42,11 @@ class RetrieveArgs(BaseModel):
     collection: str | None = Field(None, description="Only this knowledge-base collection (None: all).")
 
 
+def visible_to(context: ToolContext) -> list[str]:
+    """The shared knowledge base ("") and the caller's own uploads; never another user's."""
+    return ["", context.user_id]
+
+
 def quote(text: str, source: str, tag: str) -> str:
     """`text` as a delimited block of quoted data; marker-like text inside it is defanged."""
     body = _MARKER.sub("[marker removed]", text)
@@ -66,9 +71,9 @@ def wrap_hits(hits: list[Any], tag: str | None = None) -> list[dict[str, Any]]:
 
 
 def retrieve_tool(kb: KnowledgeBase) -> Tool:
-    def run(query: str, k: int = 5, collection: str | None = None) -> list[dict[str, Any]] | str:
+    def run(query: str, k: int = 5, collection: str | None = None, *, context: ToolContext) -> list[dict[str, Any]] | str:
         try:
-            hits = kb.retrieve(query, k=k, collection=collection)
+            hits = kb.retrieve(query, k=k, collection=collection, owners=visible_to(context))
         except RuntimeError as exc:  # e.g. the Chroma server is down
             raise ToolError(str(exc)) from None
         if not hits:

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from tools.registry import Tool
-from tools.retrieve import quote, retrieve_tool, wrap_hits
+from tools.registry import Tool, ToolContext
+from tools.retrieve import quote, retrieve_tool, visible_to, wrap_hits
 
 if TYPE_CHECKING:
     from agent.config import Knowledge
@@ -70,10 +70,10 @@ def web_search(query: str, n: int, timeout_s: float, search: WebSearch = ddgs_se
 
 
 def search_tool(kb: KnowledgeBase, config: Knowledge, web: WebSearch = ddgs_search) -> Tool:
-    def run(query: str) -> dict[str, Any]:
+    def run(query: str, *, context: ToolContext) -> dict[str, Any]:
         out: dict[str, Any] = {}
         try:
-            out["local"] = wrap_hits(kb.retrieve(query, k=5))
+            out["local"] = wrap_hits(kb.retrieve(query, k=5, owners=visible_to(context)))
         except Exception as exc:  # noqa: BLE001 - a broken store must not hide web results
             out["local"] = []
             out["local_error"] = f"the knowledge base is unavailable: {exc}"

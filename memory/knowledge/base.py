@@ -56,7 +56,11 @@ class KnowledgeBase:
 
     # ------------------------------------------------------------ ingest
 
-    def ingest(self, paths: Iterable[Path | str], collection: str | None = None, *, progress: bool = False) -> IngestReport:
+    def ingest(
+        self, paths: Iterable[Path | str], collection: str | None = None, *, progress: bool = False, owner: str = ""
+    ) -> IngestReport:
+        """Adds files; `owner` "" is the shared knowledge base (the CLI), a user id makes them that
+        user's own (UI uploads), found only by that user's searches."""
         collection = _collection_name(collection)
         started = time.perf_counter()
         files, problems = discover(paths)
@@ -69,7 +73,7 @@ class KnowledgeBase:
             bar = tqdm(total=len(files), unit="file", desc="ingest", dynamic_ncols=True, disable=None)
         try:
             for path in files:
-                report.files.append(self._ingest_file(path, collection))
+                report.files.append(self._ingest_file(path, collection, owner))
                 if bar is not None:
                     bar.set_postfix(chunks=report.chunks, skipped=report.count("skipped"), refresh=False)
                     bar.update()
@@ -79,14 +83,14 @@ class KnowledgeBase:
         report.seconds = time.perf_counter() - started
         return report
 
-    def _ingest_file(self, path: Path, collection: str) -> FileResult:
+    def _ingest_file(self, path: Path, collection: str, owner: str = "") -> FileResult:
         source = str(path)
         try:
             data = path.read_bytes()
         except OSError as exc:
             return FileResult(path=source, status="skipped", reason=f"cannot read: {exc.strerror or exc}")
         digest = content_hash(data, self.config.chunk_size, self.config.chunk_overlap)
-        mine = chroma_where(where_filter(collection, source))
+        mine = chroma_where(where_filter(collection, source, [owner]))
         old = self.store.get(where=mine, limit=1)
         if old["ids"] and (old["metadatas"][0] or {}).get("content_hash") == digest:
             return FileResult(path=source, status="unchanged")
@@ -102,10 +106,10 @@ class KnowledgeBase:
         vectors = self.embedder.encode([embedding_text(c.text, c.heading, doc.title) for c in chunks])
         metadatas = [
             {"source": source, "collection": collection, "title": doc.title, "heading": c.heading,
-             "position": c.position, "content_hash": digest}
+             "position": c.position, "content_hash": digest, "owner": owner}
             for c in chunks
         ]
-        ids = [chunk_id(collection, source, digest, c.position) for c in chunks]
+        ids = [chunk_id(f"{owner}/{collection}" if owner else collection, source, digest, c.position) for c in chunks]
         if old["ids"]:
             self.store.delete(mine)  # the old version's chunks, all of them
         self.store.add(ids, vectors.tolist(), [c.text for c in chunks], metadatas)
@@ -123,10 +127,10 @@ class KnowledgeBase:
             yield page
             offset += len(page["ids"])
 
-    def sources(self, collection: str | None = None) -> list[dict[str, Any]]:
+    def sources(self, collection: str | None = None, owners: list[str] | None = None) -> list[dict[str, Any]]:
         """Ingested files: `{"source", "collection", "title", "chunks"}`, sorted by collection and path."""
         found: dict[tuple[str, str], dict[str, Any]] = {}
-        for page in self._scan(chroma_where(where_filter(collection))):
+        for page in self._scan(chroma_where(where_filter(collection, owners=owners))):
             for meta in page["metadatas"]:
                 key = (meta.get("collection", ""), meta.get("source", ""))
                 entry = found.setdefault(key, {"source": key[1], "collection": key[0], "title": meta.get("title", ""), "chunks": 0})
@@ -163,14 +167,15 @@ class KnowledgeBase:
             for i, doc, meta in zip(page["ids"], page["documents"], page["metadatas"]):
                 meta = meta or {}
                 text = embedding_text(doc or "", meta.get("heading", ""), meta.get("title", ""))
-                yield i, text, {"source": meta.get("source"), "collection": meta.get("collection")}
+                yield i, text, {"source": meta.get("source"), "collection": meta.get("collection"), "owner": meta.get("owner", "")}
 
     def retrieve(self, query: str, k: int = 5, collection: str | None = None, source: str | None = None,
-                 mode: Mode = "hybrid", rerank: bool = True) -> list[Hit]:
-        """The top `k` chunks for `query`; `collection`/`source` filter by metadata."""
+                 mode: Mode = "hybrid", rerank: bool = True, owners: list[str] | None = None) -> list[Hit]:
+        """The top `k` chunks for `query`; `collection`/`source` filter by metadata, `owners`
+        by who may see them (None: everything; the tools pass ["", <their user>])."""
         if not query.strip():
             return []
-        where = where_filter(collection, source)
+        where = where_filter(collection, source, owners)
         n = max(self.config.candidates, k)
         found: dict[str, tuple[str, dict[str, Any]]] = {}
         rankings: list[list[str]] = []

@@ -117,7 +117,7 @@ class KeywordIndex:
     def _mask(self, where: dict[str, Any] | None) -> np.ndarray | None:
         if not where:
             return None
-        keep = [all(m.get(k) == v for k, v in where.items()) for m in self.metadatas]
+        keep = [all(m.get(k) in v if isinstance(v, list) else m.get(k) == v for k, v in where.items()) for m in self.metadatas]
         return np.asarray(keep, dtype=np.float32)
 
     def search(self, query: str, n: int, where: dict[str, Any] | None = None) -> list[tuple[str, float]]:

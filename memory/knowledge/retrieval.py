@@ -39,22 +39,24 @@ def rrf(rankings: Sequence[Sequence[str]], k: int = 60) -> list[tuple[str, float
     return sorted(scores.items(), key=lambda item: item[1], reverse=True)
 
 
-def where_filter(collection: str | None = None, source: str | None = None) -> dict[str, Any]:
-    """Metadata equality filters as a plain dict (BM25 mask); `chroma_where` turns it into Chroma's."""
+def where_filter(collection: str | None = None, source: str | None = None, owners: list[str] | None = None) -> dict[str, Any]:
+    """Metadata filters as a plain dict (BM25 mask); `chroma_where` turns it into Chroma's.
+    A list value means "one of" (`owners`: "" is the shared knowledge base, a user id that user's own)."""
     where: dict[str, Any] = {}
     if collection:
         where["collection"] = collection
     if source:
         where["source"] = source
+    if owners is not None:
+        where["owner"] = list(owners)
     return where
 
 
 def chroma_where(where: dict[str, Any]) -> dict[str, Any] | None:
     if not where:
         return None
-    if len(where) == 1:
-        return dict(where)
-    return {"$and": [{k: v} for k, v in where.items()]}
+    parts = [{k: {"$in": v} if isinstance(v, list) else v} for k, v in where.items()]
+    return parts[0] if len(parts) == 1 else {"$and": parts}
 
 
 class Reranker:
