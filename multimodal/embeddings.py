@@ -93,6 +93,31 @@ class WordLlamaEmbedder:
         return _normalise(self._load().embed(list(texts), norm=True))
 
 
+def load_sentence_transformers(kind: str, model: str, device: str | None, purpose: str) -> Any:
+    """A sentence-transformers `SentenceTransformer` or `CrossEncoder`; the package stays optional."""
+    try:
+        import sentence_transformers
+    except ImportError:
+        raise RuntimeError(f"{purpose} needs the sentence-transformers package (pip install sentence-transformers)") from None
+    return getattr(sentence_transformers, kind)(model, device=device)
+
+
+class CrossEncoderReranker:
+    """Scores (query, passage) pairs with a cross-encoder, loaded on first use."""
+
+    def __init__(self, model: str, device: str | None = None) -> None:
+        self.model_name = model
+        self.device = device
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def scores(self, query: str, passages: list[str]) -> list[float]:
+        with self._lock:
+            if self._model is None:
+                self._model = load_sentence_transformers("CrossEncoder", self.model_name, self.device, "the reranker")
+        return [float(s) for s in self._model.predict([(query, p) for p in passages], show_progress_bar=False)]
+
+
 class SentenceTransformerEmbedder:
     """Any sentence-transformers model; imported lazily so it stays an optional dependency."""
 
@@ -106,13 +131,7 @@ class SentenceTransformerEmbedder:
     def _load(self) -> Any:
         with self._lock:
             if self._model is None:
-                try:
-                    from sentence_transformers import SentenceTransformer
-                except ImportError:
-                    raise RuntimeError(
-                        f"embedding {self.name!r} needs the sentence-transformers package (pip install sentence-transformers)"
-                    ) from None
-                self._model = SentenceTransformer(self.model_name, device=self.device)
+                self._model = load_sentence_transformers("SentenceTransformer", self.model_name, self.device, f"embedding {self.name!r}")
             return self._model
 
     @property

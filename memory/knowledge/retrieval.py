@@ -8,7 +8,6 @@ paraphrased questions; BM25 carries exact terms (model names, acronyms, numbers)
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -60,27 +59,16 @@ def chroma_where(where: dict[str, Any]) -> dict[str, Any] | None:
 
 
 class Reranker:
-    """A sentence-transformers CrossEncoder, loaded on first use (optional dependency)."""
+    """Reorders fused hits with a cross-encoder (optional; the model lives in multimodal/)."""
 
     def __init__(self, model: str, device: str | None = None) -> None:
-        self.model_name = model
-        self.device = device
-        self._model: Any = None
-        self._lock = threading.Lock()
+        from multimodal.embeddings import CrossEncoderReranker
 
-    def _load(self) -> Any:
-        with self._lock:
-            if self._model is None:
-                try:
-                    from sentence_transformers import CrossEncoder
-                except ImportError:
-                    raise RuntimeError("the reranker needs the sentence-transformers package (pip install sentence-transformers)") from None
-                self._model = CrossEncoder(self.model_name, device=self.device)
-            return self._model
+        self.model = CrossEncoderReranker(model, device)
 
     def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
         if not hits:
             return hits
-        scores = self._load().predict([(query, h.text) for h in hits], show_progress_bar=False)
-        ranked = sorted(zip(hits, scores), key=lambda pair: float(pair[1]), reverse=True)
-        return [h.model_copy(update={"score": float(s)}) for h, s in ranked]
+        scores = self.model.scores(query, [h.text for h in hits])
+        ranked = sorted(zip(hits, scores), key=lambda pair: pair[1], reverse=True)
+        return [h.model_copy(update={"score": s}) for h, s in ranked]
