@@ -22,9 +22,14 @@ def describe_model(services) -> str:
     from multimodal.devices import device_report
 
     backend = services.agent.backend
+    details = ", ".join(f"{k}: {v}" for k, v in backend.describe().items() if k != "spec")
     devices = device_report()
-    where = devices.get("chosen") or devices.get("default") or ", ".join(f"{k}: {v}" for k, v in devices.items())
-    return f"**Model**: `{backend.spec}`  \n**Runs on**: {where}  \n**Data folder**: `{services.settings.data_dir}`"
+    gpus = ", ".join(str(g) for g in devices.get("gpus") or []) or "none"
+    return (
+        f"**Model**: `{backend.spec}`" + (f" ({details})" if details else "") + "  \n"
+        f"**Device for local models**: {devices.get('auto_device')} ({devices.get('auto_dtype')}); GPUs: {gpus}  \n"
+        f"**Data folder**: `{services.settings.data_dir}`"
+    )
 
 
 # ---------------------------------------------------------------- knowledge
