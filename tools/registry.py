@@ -8,6 +8,7 @@ as a `ToolResult` with `ok=False` and an error the model can read and act on.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import json
 from collections.abc import Awaitable, Callable, Iterable
@@ -97,7 +98,9 @@ class Tool:
         except ValidationError as exc:
             raise ToolError(f"invalid arguments for {self.name}: {format_validation_error(exc)}") from None
 
+    @functools.cached_property
     def wants_context(self) -> bool:
+        # Looked up once per tool, not on every call.
         return "context" in inspect.signature(self.func).parameters
 
     async def ainvoke(
@@ -110,7 +113,7 @@ class Tool:
             if context and self.name in context.needs_approval and context.approve is not None:
                 if not await context.approve(self.name, dict(kwargs)):
                     raise ToolError(f"the user declined to run {self.name}; do not call it again for this request")
-            if self.wants_context():
+            if self.wants_context:
                 kwargs["context"] = context or ToolContext()
             if inspect.iscoroutinefunction(self.func):
                 call = self.func(**kwargs)
