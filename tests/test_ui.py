@@ -14,18 +14,23 @@ ANSWER = "6 times 7 is 42."
 CHAT_TEXT = "document.querySelector('#chat').innerText"
 
 
+def scripted_server(tmp_path_factory, name: str, *messages):
+    """A server whose scripted model replays `messages` from the top in every new thread
+    (each visitor's chat)."""
+    tmp = tmp_path_factory.mktemp(name)
+    script = write_script(tmp / "script.jsonl", *messages)
+    with running_server(tmp, f"scripted:{script}") as url:
+        yield url
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ui")
-    # The scripted model replays this file from the top in every new thread (each visitor's chat).
-    script = write_script(
-        tmp / "script.jsonl",
+    yield from scripted_server(
+        tmp_path_factory, "ui",
         say("1. Compute 6*7 with the calculator"),
         calls(call("calculator", {"expression": "6*7"})),
         say(ANSWER),
     )
-    with running_server(tmp, f"scripted:{script}") as url:
-        yield url
 
 
 def open_page(browser, url):
@@ -132,16 +137,13 @@ DECLINED = "You declined the drawing, so I made none."
 
 @pytest.fixture(scope="module")
 def drawing_server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ui-draw")
     # After the call every model request (reflect, answer, reflection notes) gets the same line.
-    script = write_script(
-        tmp / "script.jsonl",
+    yield from scripted_server(
+        tmp_path_factory, "ui-draw",
         say("1. Draw a cat with generate_image"),
         calls(call("generate_image", {"prompt": "a cat", "seed": 1})),
         *[say(DECLINED)] * 8,
     )
-    with running_server(tmp, f"scripted:{script}") as url:
-        yield url
 
 
 def test_approval_pauses_image_generation_and_a_denial_reaches_the_model(browser, drawing_server):
