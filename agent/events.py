@@ -11,6 +11,8 @@ from typing import Any, Literal
 from langgraph.config import get_stream_writer
 from pydantic import BaseModel
 
+from agent.llm.base import clean_text
+
 
 class PlanEvent(BaseModel):
     type: Literal["plan"] = "plan"
@@ -73,6 +75,7 @@ def token_emitter(node: str):
 
     def on_token(text: str) -> None:
         if text:
-            emit(TokenEvent(node=node, text=text))
+            # Streamed pieces bypass ChatReply's clean-up; a lone surrogate would break the SSE stream.
+            emit(TokenEvent(node=node, text=clean_text(text)))
 
     return on_token

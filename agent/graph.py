@@ -3,7 +3,8 @@
     START → recall → plan → act ─┬─(tool calls)──→ observe ─┬─(more to do)────→ act
                                  │                          ├─(tool failed /
                                  │                          │  plan ran out)──→ reflect → act
-                                 │                          └─(step limit)────→ respond
+                                 │                          └─(step limit /
+                                 │                             repeated call)─→ respond
                                  └─(answer / nothing to call)─────────────────→ respond → END
 
 recall brings long-term memory into the turn (user memories, reflection notes); it calls no model.
@@ -17,7 +18,7 @@ from langchain_core.messages import AIMessage
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Checkpointer
 
-from agent.nodes import act, observe, plan, recall, reflect, respond
+from agent.nodes import act, observe, plan, recall, reflect, repeated_call, respond
 from agent.state import AgentContext, AgentState
 
 
@@ -32,9 +33,9 @@ def after_act(state: AgentState) -> str:
     return "respond"
 
 
-def after_observe(state: AgentState, max_steps: int, max_reflections: int) -> str:
+def after_observe(state: AgentState, max_steps: int, max_reflections: int, max_repeated_calls: int) -> str:
     steps = state.get("steps", 0)
-    if steps >= max_steps:
+    if steps >= max_steps or repeated_call(state, max_repeated_calls):
         return "respond"
     can_reflect = len(state.get("reflections", [])) < max_reflections
     plan_ran_out = steps - state.get("plan_start", 0) > len(state.get("plan", []))
@@ -62,7 +63,7 @@ def build_graph(settings_limits=None, checkpointer: Checkpointer = None):
     graph.add_conditional_edges("act", after_act, ["observe", "respond"])
     graph.add_conditional_edges(
         "observe",
-        lambda s: after_observe(s, limits.max_steps, limits.max_reflections),
+        lambda s: after_observe(s, limits.max_steps, limits.max_reflections, limits.max_repeated_calls),
         ["act", "reflect", "respond"],
     )
     graph.add_conditional_edges("reflect", after_plan, ["act", "respond"])

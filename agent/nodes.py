@@ -26,7 +26,17 @@ from langgraph.runtime import Runtime
 from agent import prompts
 from agent.events import FinalEvent, PlanEvent, ReflectionEvent, ToolCallEvent, ToolResultEvent, emit, token_emitter
 from agent.history import Budget, fit, to_openai
-from agent.llm.base import ChatReply, ChatRequest, LLMError, ToolCall
+from agent.llm.base import (
+    ChatReply,
+    ChatRequest,
+    LLMError,
+    TokenCallback,
+    ToolCall,
+    bad_arguments_error,
+    new_call_id,
+    reply_from_openai,
+    tool_calls_in_text,
+)
 from agent.state import AgentContext, AgentState
 from memory.summary import extend_summary
 from memory.tokens import MESSAGE_OVERHEAD, token_counter
@@ -85,12 +95,34 @@ def fold_summary(ctx: AgentContext, state: AgentState, system: str) -> dict[str,
     return {"summary": summary, "summary_upto": next(m.id for m in reversed(new) if m.id)}
 
 
+# ---------------------------------------------------------------- asking the model
+
+
+async def ask(ctx: AgentContext, request: ChatRequest, on_token: TokenCallback | None = None) -> ChatReply:
+    """One model call. Backends raise LLMError for what they expect; anything else (a backend
+    bug, a reply no parser foresaw) also becomes an LLMError, so the turn ends with a clear
+    error in `respond` instead of a traceback out of the graph."""
+    try:
+        reply = await ctx.backend.complete(request, on_token=on_token, session=ctx.session)
+    except LLMError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        # Debug level: the CLI shows info logs, and users get one error line, not a traceback.
+        log.debug("the model backend failed in the %s step", request.purpose, exc_info=True)
+        raise LLMError(f"the model backend failed in the {request.purpose} step: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(reply, ChatReply):
+        raise LLMError(f"the model backend returned {type(reply).__name__} instead of a reply in the {request.purpose} step")
+    return reply
+
+
 # ---------------------------------------------------------------- plan
 
 
 async def plan(state: AgentState, runtime: Ctx) -> dict[str, Any]:
     ctx = runtime.context
-    offered = offered_tools(ctx, state, context=None)
+    # Routing embeds text (CPU work behind the encoder's lock): in a worker thread, so the
+    # event loop keeps serving other requests meanwhile.
+    offered = await asyncio.to_thread(offered_tools, ctx, state, None)
     system = prompts.PLAN.render(
         context={
             "Available tools": prompts.tool_catalogue(offered),
@@ -125,7 +157,13 @@ async def structured_reply(ctx: AgentContext, state: AgentState, system: str, sc
         max_tokens=max_tokens,
         purpose=purpose,
     )
-    return await ctx.backend.complete(request, session=ctx.session)
+    return await ask(ctx, request)
+
+
+# A plan step or reflection is shown to users and put into every later prompt of the turn: a
+# model that rambles must not make them megabytes long.
+MAX_STEP_CHARS = 300
+MAX_REFLECTION_CHARS = 600
 
 
 def parse_plan(text: str) -> list[str]:
@@ -135,14 +173,14 @@ def parse_plan(text: str) -> list[str]:
         data = json.loads(text)
         items = data.get("plan") if isinstance(data, dict) else data
         if isinstance(items, list):
-            steps = [str(s).strip() for s in items if str(s).strip()]
+            steps = [str(s).strip()[:MAX_STEP_CHARS] for s in items if str(s).strip()]
             if steps:
                 return steps[:8]
-    except (json.JSONDecodeError, AttributeError):
+    except (ValueError, RecursionError, AttributeError):
         pass
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     marked = [re.sub(r"^(\d+[.)]|[-*•])\s*", "", ln) for ln in lines if re.match(r"^(\d+[.)]|[-*•])\s*", ln)]
-    steps = marked or lines
+    steps = [s[:MAX_STEP_CHARS] for s in marked or lines if s.strip()]
     return steps[:8] or ["Answer the request directly."]
 
 
@@ -177,7 +215,7 @@ def offered_tools(ctx: AgentContext, state: AgentState, context: str | None) -> 
 async def act(state: AgentState, runtime: Ctx) -> dict[str, Any]:
     ctx = runtime.context
     step = current_step(state)
-    offered = offered_tools(ctx, state, context=step)
+    offered = await asyncio.to_thread(offered_tools, ctx, state, step)  # off the event loop, as in plan
     if ctx.policy == "router" and not offered:
         return {}  # nothing (more) to call: respond writes the answer
     system = prompts.ACT.render(
@@ -198,14 +236,16 @@ async def act(state: AgentState, runtime: Ctx) -> dict[str, Any]:
         purpose="act",
     )
     try:
-        reply = await ctx.backend.complete(request, on_token=token_emitter("act"), session=ctx.session)
+        reply = await ask(ctx, request, token_emitter("act"))
         if not ctx.backend.constrained:
+            reply = with_text_calls(reply, offered)
             problems = call_problems(ctx, reply)
             if problems:
-                reply = await repair(ctx, request, reply, problems)
+                reply = with_text_calls(await repair(ctx, request, reply, problems), offered)
     except LLMError as exc:
         return {"error": str(exc), "steps": state.get("steps", 0) + 1}
 
+    reply = with_unique_ids(reply, state["messages"])
     calls = reply.tool_calls[: ctx.settings.limits.max_tool_calls_per_step]
     message = AIMessage(
         content=reply.content,
@@ -220,15 +260,41 @@ async def act(state: AgentState, runtime: Ctx) -> dict[str, Any]:
     }
 
 
+def with_text_calls(reply: ChatReply, offered: list[dict[str, Any]]) -> ChatReply:
+    """The reply with tool calls the model wrote as text turned into real calls (see
+    `tool_calls_in_text`); unchanged when it has native calls or the text is an answer."""
+    if reply.tool_calls:
+        return reply
+    found = tool_calls_in_text(reply.content, [t["function"]["name"] for t in offered])
+    return reply_from_openai("", found) if found else reply
+
+
+def with_unique_ids(reply: ChatReply, history: list[Any]) -> ChatReply:
+    """The reply with call ids this thread has not used yet. Models reuse ids ("call_0" every
+    round, or a scripted id every turn); some APIs reject a conversation with repeated ids, and
+    a repeated id would make tool results ambiguous."""
+    taken = {c["id"] for m in history if isinstance(m, AIMessage) for c in m.tool_calls}
+    if not any(c.id in taken for c in reply.tool_calls):
+        return reply
+    calls, raw = [], {}
+    for call in reply.tool_calls:
+        new_id = new_call_id() if call.id in taken else call.id
+        calls.append(call.model_copy(update={"id": new_id}))
+        if call.id in reply.raw_tool_arguments:
+            raw[new_id] = reply.raw_tool_arguments[call.id]
+    return reply.model_copy(update={"tool_calls": calls, "raw_tool_arguments": raw})
+
+
 def call_problems(ctx: AgentContext, reply: ChatReply) -> dict[str, str]:
     """Tool calls that cannot run as emitted: unknown tool, unparsable or invalid arguments."""
     problems: dict[str, str] = {}
     for call in reply.tool_calls:
-        if call.id in reply.raw_tool_arguments:
-            problems[call.id] = f"arguments for {call.name} are not valid JSON: {reply.raw_tool_arguments[call.id][:200]!r}"
-            continue
         try:
-            ctx.registry.get(call.name).validate(call.arguments)
+            tool = ctx.registry.get(call.name)  # an unknown tool first: its arguments do not matter
+            if call.id in reply.raw_tool_arguments:
+                problems[call.id] = bad_arguments_error(call.name, reply.raw_tool_arguments[call.id])
+            else:
+                tool.validate(call.arguments)
         except ToolError as exc:
             problems[call.id] = str(exc)
     return problems
@@ -243,7 +309,7 @@ async def repair(ctx: AgentContext, request: ChatRequest, reply: ChatReply, prob
         text = f"ERROR: {error}. Fix the call and try again." if error else "Not run: another call in this step was invalid; repeat it if still needed."
         messages.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": text})
     retry = request.model_copy(update={"messages": messages})
-    return await ctx.backend.complete(retry, on_token=token_emitter("act"), session=ctx.session)
+    return await ask(ctx, retry, token_emitter("act"))
 
 
 def _openai_call(reply: ChatReply, call: ToolCall) -> dict[str, Any]:
@@ -299,8 +365,8 @@ async def run_tool(ctx: AgentContext, call: dict[str, Any], bad_arguments: str |
 
     emit(ToolCallEvent(id=call["id"], name=call["name"], arguments=call["args"]))
     start = time.perf_counter()
-    if bad_arguments is not None:
-        result = ToolResult(ok=False, error=f"arguments for {call['name']} are not valid JSON: {bad_arguments[:200]!r}")
+    if bad_arguments is not None and call["name"] in ctx.registry:
+        result = ToolResult(ok=False, error=bad_arguments_error(call["name"], bad_arguments))
     else:
         result = await ctx.registry.ainvoke(
             call["name"], call["args"], ctx.settings.limits.tool_timeout_s, ctx.tool_context()
@@ -333,6 +399,7 @@ async def reflect(state: AgentState, runtime: Ctx) -> dict[str, Any]:
     except LLMError as exc:
         return {"error": str(exc)}
     text, new_plan = parse_reflection(reply.content)
+    text = text[:MAX_REFLECTION_CHARS]
     new_plan = new_plan or state.get("plan", [])
     emit(ReflectionEvent(text=text, plan=new_plan))
     return {
@@ -349,7 +416,7 @@ def parse_reflection(text: str) -> tuple[str, list[str]]:
         data = json.loads(text)
         if isinstance(data, dict):
             return str(data.get("reflection", "")).strip(), parse_plan(json.dumps({"plan": data.get("plan", [])}))
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         pass
     lines = text.splitlines()
     plan_lines = [ln for ln in lines if re.match(r"^\s*(\d+[.)]|[-*•])\s+", ln)]
@@ -366,27 +433,32 @@ async def respond(state: AgentState, runtime: Ctx) -> dict[str, Any]:
     limits, sampling = ctx.settings.limits, ctx.settings.sampling
     error = state.get("error")
     draft = state.get("draft", "")
-    stopped = not draft and not error and state.get("steps", 0) >= limits.max_steps and ended_on_tools(state)
+    stop = "" if draft or error else stop_note(state, limits)
     if error:
         answer = prompts.MODEL_FAILED.format(error=error)
     elif draft and sampling.self_consistency == 1:
         answer = draft
     else:
         try:
-            answer = await write_answer(ctx, state, stopped, draft)
+            answer = await write_answer(ctx, state, stop, draft)
         except LLMError as exc:
             error = str(exc)
             answer = prompts.MODEL_FAILED.format(error=error)
     if not ctx.backend.chooses_tools and not error:
         answer = grounded(answer, state.get("step_log", []))
-    if stopped:
-        answer = prompts.STEP_LIMIT_NOTE.format(steps=state.get("steps", 0)) + ("\n\n" + answer if answer else "")
+    if not answer.strip() and not error and not stop:
+        # An empty reply is a model failure, not an answer: say so (and let the CLI exit 1).
+        error = prompts.NO_USABLE_ANSWER
+        answer = prompts.MODEL_FAILED.format(error=error)
+    if stop:
+        answer = stop + ("\n\n" + answer if answer.strip() else "")
     answer = with_honesty_notes(answer, state)
 
     update: dict[str, Any] = {"answer": answer, "error": error}
     last = state["messages"][-1]
-    if draft and isinstance(last, AIMessage) and not last.tool_calls:
-        if answer != last.text:  # replace the act message (same id) rather than add a second answer
+    if isinstance(last, AIMessage) and not last.tool_calls:
+        # act answered in text (maybe empty): replace that message (same id) rather than add a second answer
+        if answer != last.text:
             update["messages"] = [AIMessage(content=answer, id=last.id)]
     else:
         update["messages"] = [AIMessage(content=answer)]
@@ -403,8 +475,49 @@ def ended_on_tools(state: AgentState) -> bool:
     return isinstance(state["messages"][-1], ToolMessage)
 
 
-async def write_answer(ctx: AgentContext, state: AgentState, stopped: bool, draft: str) -> str:
-    note = prompts.STEP_LIMIT_NOTE.format(steps=state.get("steps", 0)) + " Say what you found so far." if stopped else ""
+def stop_note(state: AgentState, limits: Any) -> str:
+    """Why the turn stops while the model still wanted tools: the step limit, or a call it keeps
+    repeating; "" when it did not stop early."""
+    if not ended_on_tools(state):
+        return ""
+    if state.get("steps", 0) >= limits.max_steps:
+        return prompts.STEP_LIMIT_NOTE.format(steps=state.get("steps", 0))
+    repeated = repeated_call(state, limits.max_repeated_calls)
+    if repeated:
+        return prompts.REPEATED_CALL_NOTE.format(call=repeated, times=limits.max_repeated_calls)
+    return ""
+
+
+def repeated_call(state: AgentState, limit: int) -> str | None:
+    """The call the model keeps repeating, when every call of the last round already ran at
+    least `limit` times this turn with the same arguments and the same outcome (None otherwise).
+
+    Nothing new can come of such a round, and a weak or broken model would repeat it until the
+    step limit; the ids do not count, models make new ones for the same call."""
+    rounds = 0
+    for message in reversed(state["messages"]):
+        if not isinstance(message, ToolMessage):
+            break
+        rounds += 1  # observe wrote one tool message and one step_log entry per call
+    log = state.get("step_log", [])
+    if not rounds or rounds > len(log):
+        return None
+    seen = Counter(_outcome(e) for e in log)
+    last = log[-rounds:]
+    if any(seen[_outcome(e)] < limit for e in last):
+        return None
+    first = last[0]
+    shown = f"{first['tool'] or repr('')}({json.dumps(first['arguments'], ensure_ascii=False, default=str)})"
+    return shown if len(shown) <= 200 else shown[:200] + "…"
+
+
+def _outcome(entry: dict[str, Any]) -> str:
+    value = entry.get("result") if entry["ok"] else entry.get("error")
+    return json.dumps([entry["tool"], entry["arguments"], entry["ok"], value], sort_keys=True, ensure_ascii=False, default=str)
+
+
+async def write_answer(ctx: AgentContext, state: AgentState, stop: str, draft: str) -> str:
+    note = stop + " Say what you found so far." if stop else ""
     system = prompts.RESPOND.render(context={"Plan": prompts.numbered(state.get("plan", [])), "Note": note})
     base = ChatRequest(
         messages=prompt_messages(ctx, state, system),
@@ -414,10 +527,10 @@ async def write_answer(ctx: AgentContext, state: AgentState, stopped: bool, draf
     )
     n = ctx.settings.sampling.self_consistency
     if n == 1:
-        reply = await ctx.backend.complete(base, on_token=token_emitter("respond"), session=ctx.session)
+        reply = await ask(ctx, base, token_emitter("respond"))
         return reply.content.strip()
     sampled = base.model_copy(update={"temperature": ctx.settings.sampling.temperature})
-    answers = [(await ctx.backend.complete(sampled, session=ctx.session)).content.strip() for _ in range(n)]
+    answers = [(await ask(ctx, sampled)).content.strip() for _ in range(n)]
     return majority([*answers, draft] if draft else answers)
 
 
@@ -455,7 +568,7 @@ def with_honesty_notes(answer: str, state: AgentState) -> str:
     failed = [e for e in last_by_tool.values() if not e["ok"]]
     extra = []
     if failed:
-        extra.append("Tool problems:\n" + "\n".join(f"- {e['tool']} failed: {e['error']}" for e in failed))
+        extra.append("Tool problems:\n" + "\n".join(f"- {e['tool'] or repr('')} failed: {e['error']}" for e in failed))
     files = [a.get("path") or a.get("id") for a in state.get("artifacts", [])]
     files = [f for f in files if f and f not in answer]
     if files:

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
-from contextlib import asynccontextmanager
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from agent.config import Settings
 from agent.graph import build_graph, recursion_limit
-from agent.llm.base import ChatBackend
+from agent.llm.base import ChatBackend, clean_text
 from agent.state import AgentContext, TurnOptions, new_turn
 from memory.threads import ThreadAccessDenied, ThreadCatalog, ThreadError, ThreadNotFound
 from tools.registry import ToolRegistry
@@ -56,6 +57,9 @@ class Agent:
         # cannot be listed; without memory there is no recall, no notes and no memory tools.
         self.threads = threads
         self.memory = memory
+        # Threads with a run going on in this process: their checkpoint has steps left too, but
+        # they are not interrupted, and resuming them would run the graph twice on one thread.
+        self._live: Counter[str] = Counter()
 
     def _config(self, thread_id: str) -> dict[str, Any]:
         return {"configurable": {"thread_id": thread_id}, "recursion_limit": recursion_limit(self.settings.limits.max_steps)}
@@ -80,6 +84,9 @@ class Agent:
         """
         options = options or TurnOptions()
         thread_id = thread_id or new_thread_id()
+        # A lone surrogate (a broken "\ud83d" escape in a JSON body, a non-UTF-8 argv) cannot be
+        # stored or sent back as UTF-8: mark it here rather than fail deep in the catalog.
+        request = clean_text(request)
         if self.threads is not None:
             await self.threads.claim(thread_id, user_id, request)
         await self._close_interrupted(thread_id)
@@ -94,10 +101,11 @@ class Agent:
         turn = new_turn(request, images, list(options.lessons), options.task_type)
         final: dict[str, Any] | None = None
         try:
-            async for event in self._stream(turn, thread_id, context):
-                if event["type"] == "final":
-                    final = event
-                yield event
+            with self._running(thread_id):
+                async for event in self._stream(turn, thread_id, context):
+                    if event["type"] == "final":
+                        final = event
+                    yield event
         finally:
             await self._after_turn(thread_id)
         if final is not None and options.self_evaluate:
@@ -122,9 +130,11 @@ class Agent:
     # ------------------------------------------------------------ interrupted runs
 
     async def interrupted(self, thread_id: str) -> bool:
-        """True when the thread's last run was killed mid-way (its checkpoint has steps left)."""
+        """True when the thread's last run was killed mid-way (its checkpoint has steps left and
+        no run of this process is working on it)."""
         state = await self.graph.aget_state(self._config(thread_id))
-        return bool(state and state.next)
+        # Looked at after the await: a run that started meanwhile (e.g. a second resume) counts.
+        return bool(state and state.next) and not self._live[thread_id]
 
     async def aresume(self, thread_id: str, *, user_id: str = "local", on_event=None) -> RunResult:
         """Finish a run that was killed mid-way, from its last checkpoint (completed steps are
@@ -139,12 +149,23 @@ class Agent:
 
         async def events() -> AsyncIterator[dict[str, Any]]:
             try:
-                async for event in self._stream(None, thread_id, context):
-                    yield event
+                with self._running(thread_id):
+                    async for event in self._stream(None, thread_id, context):
+                        yield event
             finally:
                 await self._after_turn(thread_id)
 
         return await _collect(events(), thread_id, on_event)
+
+    @contextmanager
+    def _running(self, thread_id: str) -> Iterator[None]:
+        self._live[thread_id] += 1
+        try:
+            yield
+        finally:
+            self._live[thread_id] -= 1
+            if self._live[thread_id] <= 0:
+                del self._live[thread_id]  # a long-lived server sees many threads
 
     async def _close_interrupted(self, thread_id: str) -> None:
         """A new request on a thread whose last run died mid-way: end that run as interrupted
@@ -301,12 +322,12 @@ def new_thread_id() -> str:
 def default_tools(settings: Settings, *, knowledge=None) -> ToolRegistry:
     """The built-in tools; `knowledge`: the app's KnowledgeBase, when the app also uses it (the UI)."""
     from tools.calculator import calculator_tool
-    from tools.images import image_tools
+    from tools.images import image_info_tool, image_tools
     from tools.search import knowledge_tools
 
     # The image tools share one model manager; nothing is loaded until a tool first runs.
     # The knowledge tools share one knowledge base; it opens Chroma on its first call.
-    return ToolRegistry([calculator_tool(), *image_tools(settings), *knowledge_tools(settings, knowledge)])
+    return ToolRegistry([calculator_tool(), *image_tools(settings), image_info_tool(settings), *knowledge_tools(settings, knowledge)])
 
 
 @asynccontextmanager

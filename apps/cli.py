@@ -193,6 +193,13 @@ from apps.tasks import run_command  # noqa: E402 - registered here, defined in a
 cli.add_command(run_command)
 
 
+# ---------------------------------------------------------------- eval (score suites of tasks)
+
+from apps.eval.command import eval_command  # noqa: E402 - registered here, defined in apps/eval/command.py
+
+cli.add_command(eval_command)
+
+
 # ---------------------------------------------------------------- ingest (knowledge base)
 
 from apps.ingest import ingest  # noqa: E402 - registered here, defined in apps/ingest.py

@@ -37,8 +37,9 @@ def ingest(paths: tuple[str, ...], collection: str, as_json: bool, quiet: bool) 
     if as_json:
         click.echo(json.dumps(report.model_dump(), ensure_ascii=False))
     else:
-        for item in report.skipped:
-            click.echo(f"skipped {item.path}: {one_line(item.reason or '')}", err=True)
+        for item in report.files:
+            if item.reason:  # why a file was skipped, or how one cut short by a crash was repaired
+                click.echo(f"{'skipped' if item.status == 'skipped' else 'repaired'} {item.path}: {one_line(item.reason)}", err=True)
         click.echo(report.summary())
     if report.files and len(report.skipped) == len(report.files):
         raise UserError(f"nothing ingested: all {len(report.files)} file(s) were skipped")

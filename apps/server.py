@@ -36,6 +36,8 @@ class Services:
 
         # A stable copy per user and file name: uploading the same file again is "unchanged",
         # a new version replaces the old one's chunks.
+        if not user_id.strip(".") or "/" in user_id or "\\" in user_id:
+            raise ValueError(f"{user_id!r} cannot name a documents folder")  # "..": a parent folder
         folder = self.settings.data_dir / "documents" / user_id
         folder.mkdir(parents=True, exist_ok=True)
         copies = []
@@ -67,10 +69,16 @@ def services_of(app: FastAPI) -> Services:
 
 
 def create_app(settings: Settings, *, llm: str | None = None, ui: bool = True) -> FastAPI:
+    from agent.llm.factory import make_backend
     from agent.runner import default_tools, open_agent
     from apps.api import api_router
 
     from memory.knowledge import KnowledgeBase
+
+    # A spec that can never work (unknown kind, missing script file) fails here, as one line
+    # from the CLI: in the lifespan, uvicorn would print a traceback. Backends are lazy, so this
+    # loads nothing; a model that fails to load later is a JSON error on chat, the rest stays up.
+    make_backend(llm or settings.llm, settings)
 
     # Built here (cheap: nothing opens or loads until first use) so the UI can list the tools
     # before the lifespan runs, and shares the knowledge base with the tools.
@@ -111,7 +119,19 @@ def _version() -> str:
         return "0"
 
 
+#: uvicorn's default parser (httptools) buffers request headers without any limit, so one client
+#: could make the server hold megabytes of headers per connection. h11 refuses (400) a request
+#: head that is still incomplete beyond this size; bodies are limited per route (max_request_bytes).
+HTTP_OPTIONS = {
+    "http": "h11", "h11_max_incomplete_event_size": 64 * 1024,
+    # Idle connections stay open longer than clients keep them (httpx and openai: 5 s, which is
+    # also uvicorn's default): with equal timeouts a busy server closes a connection just as a
+    # client reuses it, and that request fails (bench/load.py at 100 sessions).
+    "timeout_keep_alive": 75,
+}
+
+
 def serve(settings: Settings, *, host: str, port: int, llm: str | None = None) -> None:
     import uvicorn
 
-    uvicorn.run(create_app(settings, llm=llm), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(settings, llm=llm), host=host, port=port, log_level="warning", **HTTP_OPTIONS)

@@ -121,12 +121,13 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-async def run_task(agent, task: Task, trials: int) -> dict[str, Any]:
-    """One task's result record; failures become the record's `error`, never an exception."""
+async def run_task(agent, task: Task, trials: int, *, thread_id: str | None = None) -> dict[str, Any]:
+    """One task's result record; failures become the record's `error`, never an exception.
+    `thread_id` (also the scripted-model session) defaults to a fresh one."""
     from memory.evaluate import CheckError
     from memory.reflexion import run_with_trials
 
-    thread_id = "task-" + uuid.uuid4().hex
+    thread_id = thread_id or "task-" + uuid.uuid4().hex
     record: dict[str, Any] = {"id": task.id, "input": task.input, "started_at": _now()}
     start = time.perf_counter()
     try:
@@ -162,16 +163,19 @@ async def run_task(agent, task: Task, trials: int) -> dict[str, Any]:
     return record
 
 
-async def run_local(settings, llm: str | None, tasks: list[Task], *, concurrency: int, trials: int, on_result: Callable[[dict[str, Any]], None]) -> None:
+async def run_local(settings, llm: str | None, tasks: list[Task], *, concurrency: int, trials: int, on_result: Callable[[dict[str, Any]], None],
+                    registry=None, thread_id: Callable[[Task], str] | None = None) -> None:
+    """`registry`: the tools (default: the built-in ones); `thread_id`: each task's thread and
+    scripted session (default: a fresh one per task)."""
     from agent.runner import open_agent
 
     semaphore = asyncio.Semaphore(concurrency)
 
     async def one(task: Task) -> None:
         async with semaphore:
-            on_result(await run_task(agent, task, trials))
+            on_result(await run_task(agent, task, trials, thread_id=thread_id(task) if thread_id else None))
 
-    async with open_agent(settings, llm=llm, persist=False) as agent:
+    async with open_agent(settings, llm=llm, registry=registry, persist=False) as agent:
         await asyncio.gather(*(one(t) for t in tasks))
 
 
@@ -247,6 +251,21 @@ def summary(records: Iterable[dict[str, Any]], *, skipped: int, malformed: int) 
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
 
 
+def result_writer(sink, bar, records: list[dict[str, Any]]) -> Callable[[dict[str, Any]], None]:
+    """Writes each result as soon as its task finishes (a crash loses none), keeps it for the
+    summary and reports an error above the progress bar."""
+
+    def on_result(record: dict[str, Any]) -> None:
+        sink.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        sink.flush()
+        records.append(record)
+        bar.update(1)
+        if record.get("error"):
+            bar.write(f"task {record['id']}: {one_line(record['error'], 200)}", file=sys.stderr)
+
+    return on_result
+
+
 # ---------------------------------------------------------------- command
 
 
@@ -296,14 +315,7 @@ def run_command(tasks_file: Path, output: Path, concurrency: int, trials: int, r
         if sink.tell() and not output.read_bytes().endswith(b"\n"):
             sink.write("\n")  # a line torn by a crash stays on its own line
 
-        def on_result(record: dict[str, Any]) -> None:
-            sink.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-            sink.flush()
-            records.append(record)
-            bar.update(1)
-            if record.get("error"):
-                bar.write(f"task {record['id']}: {one_line(record['error'], 200)}", file=sys.stderr)
-
+        on_result = result_writer(sink, bar, records)
         if todo and (use_ray or ray_address):
             run_ray(settings, llm, todo, concurrency=concurrency, trials=trials, address=ray_address, on_result=on_result)
         elif todo:

@@ -13,10 +13,15 @@ Images are read only from the artifacts folder, the uploads folder and `[models]
 after resolving `..` and symlinks. An image is checked before it is decoded: file size, a
 whitelist of formats (no exotic decoders), and width x height against `max_image_pixels`, so a
 decompression bomb is refused from its header instead of filling memory.
+
+Writes are atomic (a temp file, then a rename) and all-or-nothing per artifact: when the disk is
+full (`StorageFull`) or the folder cannot be written, the temp file and anything this save
+already wrote are removed, and the error names the folder.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -41,6 +46,12 @@ FORMATS = {
     "TIFF": ("tiff", "image/tiff"),
 }
 _CORE_KEYS = ("id", "ref", "kind", "mime", "path", "name")
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class StorageFull(ToolError):
+    """No space left where artifacts are written; nothing of the artifact was kept. The API
+    answers it with 507 (the server's condition, not the client's fault)."""
 
 
 def uploads_dir(settings: Any) -> Path:
@@ -67,7 +78,7 @@ def save_image(settings: Any, image: Any, metadata: dict[str, Any] | None = None
     from PIL.PngImagePlugin import PngInfo
 
     folder = Path(settings.artifacts_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    _make_folder(folder)
     artifact_id = uuid.uuid4().hex
     path = (folder / f"{artifact_id}.png").resolve()
     extra = {k: v for k, v in (metadata or {}).items() if k not in _CORE_KEYS}
@@ -83,7 +94,7 @@ def save_image(settings: Any, image: Any, metadata: dict[str, Any] | None = None
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", pnginfo=info)
     _write_atomic(path, buffer.getvalue())
-    _write_atomic(path.with_suffix(".json"), json.dumps(artifact, ensure_ascii=False, indent=2, default=str).encode())
+    _write_sidecar(path, artifact, remove_on_failure=True)
     return artifact
 
 
@@ -100,10 +111,11 @@ def save_upload(settings: Any, data: bytes, filename: str) -> dict[str, Any]:
     image, fmt = _decode(io.BytesIO(data), f"upload {name!r}", settings.models.max_image_pixels)
     ext, mime = FORMATS[fmt]
     folder = uploads_dir(settings)
-    folder.mkdir(parents=True, exist_ok=True)
+    _make_folder(folder)
     artifact_id = hashlib.sha256(data).hexdigest()[:32]
     path = (folder / f"{artifact_id}.{ext}").resolve()
-    if not path.is_file():
+    new = not path.is_file()
+    if new:
         _write_atomic(path, data)
     artifact = {
         **_core(artifact_id, mime, path),
@@ -113,7 +125,8 @@ def save_upload(settings: Any, data: bytes, filename: str) -> dict[str, Any]:
         "bytes": len(data),
         "created_at": _now(),
     }
-    _write_atomic(path.with_suffix(".json"), json.dumps(artifact, ensure_ascii=False, indent=2).encode())
+    # The same upload stored earlier stays, whatever happens to its new sidecar.
+    _write_sidecar(path, artifact, remove_on_failure=new)
     return artifact
 
 
@@ -150,7 +163,6 @@ def resolve_image(settings: Any, ref_or_path: str) -> Path:
         return _find_artifact(settings, lowered.removeprefix(ARTIFACT_PREFIX).strip(), text, roots)
     raw = Path(text.removeprefix("file://")).expanduser()
     candidates = [raw] if raw.is_absolute() else [Path.cwd() / raw, *(root / raw for root in roots)]
-    outside: Path | None = None
     for candidate in candidates:
         try:
             real = candidate.resolve(strict=True)
@@ -158,13 +170,13 @@ def resolve_image(settings: Any, ref_or_path: str) -> Path:
             continue
         if _inside(real, roots):
             return _regular_file(real, text)
-        outside = outside or real
-    if outside is not None:
-        raise ToolError(
-            f"image {text!r} is outside the folders image tools may read ({', '.join(map(str, roots))}). "
-            "Upload the image instead, or add its folder to [models] allowed_image_dirs (MMAGENT_MODELS__ALLOWED_IMAGE_DIRS)."
-        )
-    raise ToolError(f"image {text!r} not found; give an artifact reference (artifact:<id>) or a path inside {', '.join(map(str, roots))}")
+    # One message whether or not the file exists outside: otherwise the error would tell a
+    # caller which files exist anywhere on the server.
+    raise ToolError(
+        f"image {_shown(text)} not found: image tools read only artifacts (artifact:<id>) and files inside "
+        f"{', '.join(map(str, roots))}; anything outside the folders image tools may read is refused, whether it exists or not. "
+        "Upload the image instead, or add its folder to [models] allowed_image_dirs (MMAGENT_MODELS__ALLOWED_IMAGE_DIRS)."
+    )
 
 
 def load_image(settings: Any, ref_or_path: str) -> Any:
@@ -172,7 +184,7 @@ def load_image(settings: Any, ref_or_path: str) -> Any:
     transparency flattened onto white). Raises ToolError for anything that is not a sound image
     within the limits."""
     path = resolve_image(settings, ref_or_path)
-    label = f"image {str(ref_or_path).strip()!r}"
+    label = f"image {_shown(str(ref_or_path).strip())}"
     size = path.stat().st_size
     if size == 0:
         raise ToolError(f"{label} is an empty file")
@@ -238,7 +250,7 @@ def _core(artifact_id: str, mime: str, path: Path) -> dict[str, Any]:
 
 def _find_artifact(settings: Any, artifact_id: str, text: str, roots: list[Path]) -> Path:
     if not _ID.fullmatch(artifact_id):
-        raise ToolError(f"{text!r} is not a valid artifact reference (expected artifact:<32 hex digits>)")
+        raise ToolError(f"{_shown(text)} is not a valid artifact reference (expected artifact:<32 hex digits>)")
     for folder in (Path(settings.artifacts_dir), uploads_dir(settings)):
         for candidate in sorted(folder.glob(f"{artifact_id}.*")) if folder.is_dir() else []:
             if candidate.suffix.lower() in (".json", ".tmp"):
@@ -258,8 +270,14 @@ def _inside(path: Path, roots: list[Path]) -> bool:
 
 def _regular_file(path: Path, text: str) -> Path:
     if not path.is_file():
-        raise ToolError(f"image {text!r} is a folder or special file, not an image file")
+        raise ToolError(f"image {_shown(text)} is a folder or special file, not an image file")
     return path
+
+
+def _shown(text: str, limit: int = 200) -> str:
+    """`text` quoted for an error message: escaped, and cut short (references can be 4096 characters)."""
+    quoted = repr(text)
+    return quoted if len(quoted) <= limit else quoted[: limit - 2] + "…" + quoted[-1]
 
 
 def _check_bytes(settings: Any, size: int, label: str) -> None:
@@ -279,8 +297,33 @@ def _write_atomic(path: Path, data: bytes) -> None:
     try:
         tmp.write_bytes(data)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise _write_error(exc, path.parent) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _write_sidecar(path: Path, artifact: dict[str, Any], *, remove_on_failure: bool) -> None:
+    try:
+        _write_atomic(path.with_suffix(".json"), json.dumps(artifact, ensure_ascii=False, indent=2, default=str).encode())
+    except ToolError:
+        if remove_on_failure:  # an image without its sidecar would be half an artifact
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _write_error(exc, folder) from None
+
+
+def _write_error(exc: OSError, folder: Path) -> ToolError:
+    reason = exc.strerror or str(exc)
+    if exc.errno in _FULL:
+        return StorageFull(f"the disk is full: cannot save the image in {folder} ({reason}); free some space there and try again")
+    return ToolError(f"cannot save the image in {folder} ({reason})")
 
 
 def _now() -> str:

@@ -71,6 +71,11 @@ def hf_model_available(repo_or_path: str, cache_dir: Path | None = None) -> bool
     return isinstance(found, str)
 
 
+def _looks_like_path(spec: str) -> bool:
+    """A folder the user meant, not a hub repo id ("namespace/name" has exactly one slash)."""
+    return os.path.isabs(spec) or spec.startswith((".", "~")) or spec.count("/") > 1 or "\\" in spec
+
+
 def load_hf_model(repo_or_path: str, device: str, cache_dir: Path | None = None) -> LoadedLM:
     """Load a causal LM and its tokenizer with `from_pretrained`.
 
@@ -90,6 +95,14 @@ def load_hf_model(repo_or_path: str, device: str, cache_dir: Path | None = None)
     if _hub_offline():
         common["local_files_only"] = True
 
+    advice = (
+        "Download it once, or point the app at a local copy with MMAGENT_LLM=hf:<path-to-folder>, "
+        "or use MMAGENT_LLM=bundled for the built-in model."
+    )
+    if not local_path.is_dir() and _looks_like_path(repo_or_path):
+        # transformers would treat it as a malformed repo id and say so, which misleads.
+        raise LLMError(f"Could not load the LLM {repo_or_path!r}: there is no such folder. {advice}")
+
     started = time.perf_counter()
     logger.info("Loading LLM %s on %s (%s)", source, device, str(dtype).removeprefix("torch."))
     try:
@@ -103,16 +116,15 @@ def load_hf_model(repo_or_path: str, device: str, cache_dir: Path | None = None)
             model = model.to(device)
         model.eval()
     except Exception as exc:  # noqa: BLE001 - every failure gets the same actionable message
-        hint = (
-            "the Hugging Face hub is offline (HF_HUB_OFFLINE is set) and it is not in the local cache"
-            if _hub_offline()
-            else "it is neither a local folder with config.json nor downloadable right now"
-        )
-        raise LLMError(
-            f"Could not load the LLM {repo_or_path!r} ({hint}): {type(exc).__name__}: {exc}. "
-            f"Download it once, or point the app at a local copy with MMAGENT_LLM=hf:<path-to-folder>, "
-            f"or use MMAGENT_LLM=bundled for the built-in model."
-        ) from exc
+        if local_path.is_dir():
+            hint = "the folder exists but its files could not be loaded: damaged, incomplete or not a causal LM"
+        elif _hub_offline():
+            hint = "the Hugging Face hub is offline (HF_HUB_OFFLINE is set) and it is not in the local cache"
+        else:
+            hint = "it is neither a local folder with config.json nor downloadable right now"
+        reason = " ".join(str(exc).split()).rstrip(".")
+        reason = reason if len(reason) <= 400 else reason[:400] + "…"
+        raise LLMError(f"Could not load the LLM {repo_or_path!r} ({hint}): {type(exc).__name__}: {reason}. {advice}") from exc
     seconds = time.perf_counter() - started
     logger.info("Loaded LLM %s in %.1f s", source, seconds)
     return LoadedLM(model, tokenizer, device, source, dtype=dtype, origin="hf", load_seconds=seconds)

@@ -27,13 +27,14 @@ def api_settings(data_dir: Path, **overrides: Any) -> Settings:
 
 
 @contextmanager
-def running(app) -> Iterator[str]:
-    """Serve `app` until the block ends; yields the base URL (http://127.0.0.1:PORT)."""
+def running(app, **options: Any) -> Iterator[str]:
+    """Serve `app` until the block ends; yields the base URL (http://127.0.0.1:PORT). `options`:
+    more uvicorn settings (e.g. `apps.server.HTTP_OPTIONS`, what `mmagent serve` uses)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2, **options))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60

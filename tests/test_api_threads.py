@@ -98,3 +98,16 @@ def test_tools_list_and_invoke(tmp_path):
         unknown = http.post("/v1/tools/nope/invoke", json={})
         assert unknown.status_code == 404 and unknown.json() == {"ok": False, "error": unknown.json()["error"]}
         assert "calculator" in unknown.json()["error"]
+
+
+
+def test_a_lone_surrogate_in_a_body_and_dot_user_ids_are_refused_with_400(tmp_path):
+    with scripted_server(tmp_path, say("1. Answer"), say("Hello.")) as url, httpx.Client(base_url=url, timeout=60) as http:
+        # A broken "\ud800" escape is valid JSON but cannot be encoded as UTF-8.
+        body = b'{"input": "hi \\ud800 there"}'
+        refused = http.post("/v1/threads/t-s/runs", content=body, headers={"content-type": "application/json"})
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "input"
+        for user in ("..", ".", "..."):
+            refused = http.get("/v1/threads", headers={"X-MMAGENT-User": user})
+            assert refused.status_code == 400 and "not dots alone" in refused.json()["error"]["message"]
+        assert http.get("/v1/threads", headers={"X-MMAGENT-User": "a..b"}).status_code == 200

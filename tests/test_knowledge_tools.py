@@ -65,8 +65,11 @@ def test_retrieve_tool_returns_quoted_chunks(kb):
     top = result.result[0]
     assert top["source"].endswith("rlhf.md") and top["heading"] == "RLHF" and top["score"] > 0
     assert BLOCK.match(top["text"])
-    empty = tool.invoke({"query": "RLHF", "collection": "nothing-here"})
-    assert empty.ok and "No passages found" in empty.result
+    # A made-up collection (weak models copy "None: all" from schemas) names the real ones.
+    unknown = tool.invoke({"query": "RLHF", "collection": "None: all"})
+    known = {s["collection"] for s in kb.sources()}
+    assert not unknown.ok and "there is no collection 'None: all'" in unknown.error
+    assert all(repr(name) in unknown.error for name in known) and "leave `collection` out" in unknown.error
     assert not tool.invoke({"query": ""}).ok  # schema: a query is required
 
 

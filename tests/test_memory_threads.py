@@ -201,3 +201,18 @@ def test_turns_compact_as_they_go_and_delete_is_owner_only(data_dir, tmp_path):
 
     rows, listed, values = asyncio.run(go())
     assert rows == 1 and listed == [] and not values
+
+
+def test_a_lone_surrogate_in_a_request_is_stored_marked_not_a_crash(data_dir, tmp_path):
+    # What a non-UTF-8 command-line argument becomes in Python (surrogateescape).
+    script = write_script(tmp_path / "s.jsonl", say("1. Answer"), say("Hello."))
+
+    async def go():
+        async with open_agent(settings_for(data_dir), llm=f"scripted:{script}") as agent:
+            result = await agent.arun("hi \udcff there", thread_id="t1", user_id="alice")
+            return result, await agent.history("t1", user_id="alice"), await agent.list_threads("alice")
+
+    result, history, listed = asyncio.run(go())
+    assert result.error is None and result.answer == "Hello."
+    assert history[0]["content"] == "hi \ufffd there"
+    assert listed[0]["title"].encode("utf-8")

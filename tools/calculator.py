@@ -41,11 +41,11 @@ from fractions import Fraction
 import mpmath
 import sympy
 from mpmath import libmp
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sympy.core.evalf import PrecisionExhausted
 from sympy.printing.str import StrPrinter
 
-from tools.registry import Tool, ToolError
+from tools.registry import Tool, ToolArgs, ToolError
 
 MAX_INPUT_CHARS = 1000
 MAX_NODES = 1000
@@ -1007,9 +1007,7 @@ def evaluate(expression: str) -> str:
         raise ToolError(f"could not evaluate {_shorten(expression.strip())!r}: {message}") from None
 
 
-class CalculatorArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class CalculatorArgs(ToolArgs):
     expression: str = Field(
         description="One math expression, e.g. '(3+5)*12', '15% of 240', 'sqrt(2)^3', 'factorial(20)'.",
         max_length=MAX_INPUT_CHARS,

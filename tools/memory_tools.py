@@ -9,25 +9,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from tools.registry import Tool, ToolContext, ToolError
+from tools.registry import Tool, ToolArgs, ToolContext, ToolError
 
 if TYPE_CHECKING:
     from memory.long_term import LongTermMemory
 
 
-class RememberArgs(BaseModel):
+class RememberArgs(ToolArgs):
     text: str = Field(..., min_length=1, max_length=1000, description="The fact or preference to keep, as a short full sentence.")
 
 
-class RecallArgs(BaseModel):
-    query: str = Field(..., min_length=1, description="What to look for in the user's memories.")
+class RecallArgs(ToolArgs):
+    query: str = Field(..., min_length=1, max_length=2000, description="What to look for in the user's memories.")
     k: int = Field(5, ge=1, le=20, description="How many memories to return at most.")
 
 
-class ForgetArgs(BaseModel):
-    memory: str = Field(..., min_length=1, description="The id of the memory to delete, or words describing it.")
+class ForgetArgs(ToolArgs):
+    memory: str = Field(..., min_length=1, max_length=1000, description="The id of the memory to delete, or words describing it.")
 
 
 def memory_tools(store: LongTermMemory) -> list[Tool]:
@@ -44,7 +44,7 @@ def memory_tools(store: LongTermMemory) -> list[Tool]:
     async def forget(memory: str, context: ToolContext) -> dict[str, Any]:
         gone = await store.forget(context.user_id, memory)
         if not gone:
-            raise ToolError(f"no memory matches {memory!r}; call recall to see the ids")
+            raise ToolError(f"no memory matches {memory[:200]!r}; call recall to see the ids")
         return {"forgotten": [{"id": m.id, "text": m.text} for m in gone]}
 
     return [

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,22 @@ class ToolContext:
     approve: Callable[[str, dict[str, Any]], Awaitable[bool]] | None = None
 
 
+class ToolArgs(BaseModel):
+    """Base of every tool's argument schema. An unknown field is an error the model reads and
+    can fix, not silently dropped (a misspelt `k` must not fall back to the default), and the
+    schema tells the model so with `additionalProperties: false`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class ToolError(Exception):
     """Raised by a tool for an expected failure; the message goes to the model as is."""
+
+
+#: Errors often echo the caller's input; hostile input (a 1 MB key, thousands of fields) must
+#: not turn into a 1 MB error in the model's context, the UI or an API response.
+MAX_ERROR_CHARS = 1000
+MAX_REPORTED_ERRORS = 5
 
 
 class ToolOutput(BaseModel):
@@ -91,12 +105,16 @@ class Tool:
                 arguments = json.loads(arguments) if arguments.strip() else {}
             except json.JSONDecodeError as exc:
                 raise ToolError(f"arguments for {self.name} are not valid JSON ({exc.msg} at position {exc.pos})") from None
+            except RecursionError:
+                raise ToolError(f"arguments for {self.name} are nested too deeply") from None
+            except ValueError as exc:  # e.g. an integer literal over Python's 4300-digit limit
+                raise ToolError(f"arguments for {self.name} are not valid JSON ({bounded(str(exc), 200)})") from None
         if not isinstance(arguments, dict):
             raise ToolError(f"arguments for {self.name} must be a JSON object, got {type(arguments).__name__}")
         try:
             return self.args_schema.model_validate(arguments)
         except ValidationError as exc:
-            raise ToolError(f"invalid arguments for {self.name}: {format_validation_error(exc)}") from None
+            raise ToolError(bounded(f"invalid arguments for {self.name}: {format_validation_error(exc)}")) from None
 
     @functools.cached_property
     def wants_context(self) -> bool:
@@ -110,7 +128,10 @@ class Tool:
         try:
             args = self.validate(arguments)
             kwargs = args.model_dump()
-            if context and self.name in context.needs_approval and context.approve is not None:
+            if context and self.name in context.needs_approval:
+                # Fails closed: a gated tool with no one to ask does not run.
+                if context.approve is None:
+                    raise ToolError(f"{self.name} needs the user's approval and there is no one to ask; do not call it again for this request")
                 if not await context.approve(self.name, dict(kwargs)):
                     raise ToolError(f"the user declined to run {self.name}; do not call it again for this request")
             if self.wants_context:
@@ -121,11 +142,11 @@ class Tool:
                 call = asyncio.to_thread(self.func, **kwargs)
             value = await asyncio.wait_for(call, limit) if limit else await call
         except ToolError as exc:
-            return ToolResult(ok=False, error=str(exc))
+            return ToolResult(ok=False, error=bounded(str(exc)))
         except TimeoutError:
             return ToolResult(ok=False, error=f"{self.name} did not finish within {limit:g} s")
         except Exception as exc:  # a tool bug must reach the model as text, not crash the run
-            return ToolResult(ok=False, error=f"{self.name} failed: {type(exc).__name__}: {exc}")
+            return ToolResult(ok=False, error=bounded(f"{self.name} failed: {type(exc).__name__}: {exc}"))
         if isinstance(value, ToolOutput):
             return ToolResult(ok=True, result=value.result, artifacts=value.artifacts)
         return ToolResult(ok=True, result=value)
@@ -149,11 +170,29 @@ class Tool:
 
 
 def format_validation_error(exc: ValidationError) -> str:
+    errors = exc.errors(include_url=False)
     parts = []
-    for err in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in err["loc"]) or "(arguments)"
+    for err in errors[:MAX_REPORTED_ERRORS]:
+        # Field names can be the caller's own keys (extra fields): shown short and escaped.
+        where = ".".join(_short(p) for p in err["loc"]) or "(arguments)"
         parts.append(f"{where}: {err['msg']}")
+    if len(errors) > MAX_REPORTED_ERRORS:
+        parts.append(f"(and {len(errors) - MAX_REPORTED_ERRORS} more)")
     return "; ".join(parts)
+
+
+def _short(part: Any, limit: int = 60) -> str:
+    text = str(part)
+    if not text.isprintable():
+        text = ascii(text)[1:-1]
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def bounded(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """An error message cut to `limit` characters, saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"… [{len(text) - limit} more characters]"
 
 
 class ToolRegistry:
@@ -174,7 +213,7 @@ class ToolRegistry:
             return self._tools[name]
         except KeyError:
             known = ", ".join(sorted(self._tools)) or "none"
-            raise ToolError(f"unknown tool {name!r}; available tools: {known}") from None
+            raise ToolError(f"unknown tool {_short(name, 100)!r}; available tools: {known}") from None
 
     def __contains__(self, name: object) -> bool:
         return name in self._tools

@@ -13,10 +13,10 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from tools.registry import Tool, ToolContext
-from tools.retrieve import quote, retrieve_tool, visible_to, wrap_hits
+from tools.registry import Tool, ToolArgs, ToolContext
+from tools.retrieve import label, quote, retrieve_tool, visible_to, wrap_hits
 
 if TYPE_CHECKING:
     from agent.config import Knowledge
@@ -38,7 +38,7 @@ EXAMPLES = [
 WebSearch = Callable[[str, int, float], list[dict[str, Any]]]
 
 
-class SearchArgs(BaseModel):
+class SearchArgs(ToolArgs):
     query: str = Field(..., min_length=1, max_length=500, description="What to search for.")
 
 
@@ -85,14 +85,18 @@ def search_tool(kb: KnowledgeBase, config: Knowledge, web: WebSearch = ddgs_sear
             out["web"] = problem
         else:
             tag = secrets.token_hex(4)
-            out["web"] = [
-                {"title": r.get("title", ""), "url": r.get("href") or r.get("url", ""),
-                 "snippet": quote(r.get("body") or r.get("snippet", ""), r.get("href") or r.get("url", ""), tag)}
-                for r in results
-            ]
+            out["web"] = [web_item(r, tag) for r in results if isinstance(r, dict)]
         return out
 
     return Tool("search", DESCRIPTION, SearchArgs, run, examples=list(EXAMPLES), timeout_s=config.web_timeout_s + 120.0)
+
+
+def web_item(result: dict[str, Any], tag: str) -> dict[str, Any]:
+    """One web result for the model: the page text quoted; title and URL (needed to cite) are
+    untrusted too, so they are one short line each with no forged markers."""
+    url = result.get("href") or result.get("url") or ""
+    body = result.get("body") or result.get("snippet") or ""
+    return {"title": label(result.get("title")), "url": label(url, 500), "snippet": quote(str(body), str(url), tag)}
 
 
 def knowledge_tools(settings: Any, kb: KnowledgeBase | None = None) -> list[Tool]:

@@ -17,7 +17,8 @@ from apps.server import Services, ServicesNotReady, services_of
 
 DEFAULT_USER = "api"
 USER_HEADER = "X-MMAGENT-User"
-_USER_ID = re.compile(r"^[\w.@:+\-]{1,128}$")
+# Not dots alone: user ids name per-user folders, and "." or ".." would name a parent.
+_USER_ID = re.compile(r"^(?!\.+$)[\w.@:+\-]{1,128}$")
 
 
 def services(request: Request) -> Services:
@@ -57,5 +58,5 @@ def user_id_of(request: Request, body_user: str | None = None) -> str:
 def _checked(value: str, param: str) -> str:
     value = value.strip()
     if not _USER_ID.match(value):
-        raise ApiError(400, f"{param} must be 1-128 letters, digits or . _ @ : + -", param=param)
+        raise ApiError(400, f"{param} must be 1-128 letters, digits or . _ @ : + - (not dots alone)", param=param)
     return value

@@ -68,6 +68,9 @@ async def complete(
             reply = await backend.complete(request, session=session)
         except LLMError as exc:
             raise ApiError(502, f"the model failed: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - a backend bug is the upstream's failure: 502, not a 500 traceback
+            log.error("client-tools completion failed", exc_info=exc)
+            raise ApiError(502, f"the model backend failed: {type(exc).__name__}") from None
         message, reason = finish(reply)
         return JSONResponse(fmt.completion(cid, created, message, reason))
 

@@ -208,6 +208,10 @@ def json_object(raw: bytes, *, what: str = "the request body") -> dict[str, Any]
         value = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"{what} is not valid JSON ({exc})", code="invalid_json") from None
+    except RecursionError:  # [[[[... thousands deep
+        raise ApiError(400, f"{what} is nested too deeply", code="invalid_json") from None
+    except ValueError as exc:  # e.g. an integer literal over Python's 4300-digit limit
+        raise ApiError(400, f"{what} is not valid JSON ({one_line(str(exc), 200)})", code="invalid_json") from None
     if not isinstance(value, dict):
         raise ApiError(400, f"{what} must be a JSON object, got {type(value).__name__}")
     return value

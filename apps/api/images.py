@@ -21,7 +21,7 @@ _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/jpg": "jpg", "ima
 
 def save_data_url(url: str, settings: Any, param: str) -> str:
     """Saves a base64 data URL as an upload; returns its artifact reference."""
-    from multimodal.artifacts import save_upload
+    from multimodal.artifacts import StorageFull, save_upload
 
     match = _DATA_URL.match(url)
     if not match or not match.group(1):
@@ -35,6 +35,8 @@ def save_data_url(url: str, settings: Any, param: str) -> str:
         raise ApiError(400, f"{param}: the image data is not valid base64", param=param) from None
     try:
         artifact = save_upload(settings, data, f"upload.{_EXTENSIONS.get(media_type.lower(), 'img')}")
+    except StorageFull as exc:  # the server's disk, not the client's input
+        raise ApiError(507, f"{param}: {exc}", param=param, code="storage_full") from None
     except ToolError as exc:
         raise ApiError(400, f"{param}: {exc}", param=param) from None
     return artifact["ref"]

@@ -1,4 +1,5 @@
-"""`POST /v1/threads/{id}/runs` (one agent turn as server-sent events) and thread history.
+"""`POST /v1/threads/{id}/runs` (one agent turn as server-sent events), thread history, and
+`POST /v1/threads/{id}/resume` (finish a run the server was killed in, same events).
 
 Event names are the agent's event types (plan, tool_call, tool_result, reflection, token,
 final) plus `error`; each event's data is the agent's event as JSON. Threads belong to the
@@ -8,6 +9,7 @@ thread ids cannot be probed.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import logging
@@ -19,11 +21,13 @@ from fastapi import APIRouter, Depends, Request
 from sse_starlette import ServerSentEvent
 
 from agent.llm.base import LLMError
+from memory.threads import ThreadError
 from apps.api.auth import require_api_key, services, user_id_of
 from apps.api.errors import ApiError, ApiRoute
 from apps.api.images import resolve_image
 from apps.api.schemas import RunRequest
 from apps.api.streaming import sse_response
+from apps.errors import disk_full
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +79,12 @@ def threads_router() -> APIRouter:
     @router.get("/threads/{thread_id}")
     async def get_thread(thread_id: str, request: Request) -> dict[str, Any]:
         _check_thread_id(thread_id)
-        messages = await thread_history(services(request).agent, thread_id, user_id_of(request))
+        agent = services(request).agent
+        messages = await thread_history(agent, thread_id, user_id_of(request))
         if not messages:
             raise _not_found(thread_id)
-        return {"id": thread_id, "object": "thread", "messages": json.loads(json.dumps(messages, default=str))}
+        interrupted = await agent.interrupted(thread_id) if hasattr(agent, "interrupted") else False
+        return {"id": thread_id, "object": "thread", "interrupted": interrupted, "messages": json.loads(json.dumps(messages, default=str))}
 
     @router.post("/threads/{thread_id}/runs")
     async def run_turn(thread_id: str, body: RunRequest, request: Request):
@@ -94,25 +100,69 @@ def threads_router() -> APIRouter:
         # an unknown thread is fine (the run creates it).
         await thread_history(agent, thread_id, user_id)
 
-        async def events() -> AsyncIterator[ServerSentEvent]:
-            try:
-                async for event in agent.astream(body.input, thread_id=thread_id, images=images, user_id=user_id, tools=body.tools):
-                    if event["type"] == "final":
-                        event = {**event, "thread_id": thread_id}
-                    yield ServerSentEvent(json.dumps(event, ensure_ascii=False, default=str), event=event["type"])
-                    if event["type"] == "final" and event.get("error"):
-                        yield _error_event(f"the model failed: {event['error']}", "model_error")
-            except (PermissionError, KeyError):
-                yield _error_event(f"no thread {thread_id!r} for this user", "thread_not_found")
-            except LLMError as exc:
-                yield _error_event(f"the model failed: {exc}", "model_error")
-            except Exception:  # noqa: BLE001 - the stream has started: report in-stream
-                log.exception("run on thread %s failed", thread_id)
-                yield _error_event("internal error (see the server log)", "server_error")
+        events = agent.astream(body.input, thread_id=thread_id, images=images, user_id=user_id, tools=body.tools)
+        return sse_response(_sse(events, thread_id), headers={"X-MMAGENT-Thread": thread_id})
 
-        return sse_response(events(), headers={"X-MMAGENT-Thread": thread_id})
+    @router.post("/threads/{thread_id}/resume")
+    async def resume_run(thread_id: str, request: Request):
+        _check_thread_id(thread_id)
+        agent, user_id = services(request).agent, user_id_of(request)
+        if not hasattr(agent, "aresume"):
+            raise ApiError(404, "resuming runs is not available in this version", code="unknown_endpoint")
+        if not await thread_history(agent, thread_id, user_id):
+            raise _not_found(thread_id)
+        # Checked before the stream starts so that "nothing to resume" is a plain 409, not an event.
+        if not await agent.interrupted(thread_id):
+            raise ApiError(409, f"thread {thread_id!r} has no interrupted run to resume", code="not_interrupted")
+        return sse_response(_sse(_resumed(agent, thread_id, user_id), thread_id), headers={"X-MMAGENT-Thread": thread_id})
 
     return router
+
+
+async def _resumed(agent, thread_id: str, user_id: str) -> AsyncIterator[dict[str, Any]]:
+    """`Agent.aresume`'s events as a stream (it reports them through a callback)."""
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    task = asyncio.create_task(agent.aresume(thread_id, user_id=user_id, on_event=queue.put_nowait))
+    getter: asyncio.Future | None = None
+    try:
+        while True:
+            getter = asyncio.ensure_future(queue.get())
+            await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+            if getter.done():
+                yield getter.result()
+                continue
+            while not queue.empty():
+                yield queue.get_nowait()
+            task.result()  # raises what the run raised
+            return
+    finally:
+        for pending in (getter, task):  # the client went away: stop the run, as an unfinished /runs would
+            if pending is not None and not pending.done():
+                pending.cancel()
+
+
+async def _sse(events: AsyncIterator[dict[str, Any]], thread_id: str) -> AsyncIterator[ServerSentEvent]:
+    """The agent's events as server-sent events; failures after the stream started are `error` events."""
+    try:
+        async for event in events:
+            if event["type"] == "final":
+                event = {**event, "thread_id": thread_id}
+            yield ServerSentEvent(json.dumps(event, ensure_ascii=False, default=str), event=event["type"])
+            if event["type"] == "final" and event.get("error"):
+                yield _error_event(f"the model failed: {event['error']}", "model_error")
+    except (PermissionError, KeyError):
+        yield _error_event(f"no thread {thread_id!r} for this user", "thread_not_found")
+    except ThreadError as exc:  # e.g. another request resumed the run first
+        yield _error_event(str(exc), "not_interrupted")
+    except LLMError as exc:
+        yield _error_event(f"the model failed: {exc}", "model_error")
+    except Exception as exc:  # noqa: BLE001 - the stream has started: report in-stream
+        if disk_full(exc):
+            log.error("run on thread %s failed: disk full (%s)", thread_id, exc)
+            yield _error_event(f"the server's disk is full: this turn could not be saved ({exc}); try again once space is freed", "storage_full")
+            return
+        log.exception("run on thread %s failed", thread_id)
+        yield _error_event("internal error (see the server log)", "server_error")
 
 
 def _error_event(message: str, code: str) -> ServerSentEvent:

@@ -97,7 +97,7 @@ def build_ui(get_services: Callable[[], Any], tool_names: list[str]) -> gr.Block
             images, errors = save_uploads(services.settings, files)
             chat = list(chat or [])
             if errors:
-                chat.append({"role": "assistant", "content": "⚠️ Not an image I can use: " + "; ".join(errors)})
+                chat.append({"role": "assistant", "content": "⚠️ " + "; ".join(errors)})
                 if not text and not images:
                     yield chat, None, gr.skip(), gr.skip(), gr.update(visible=False), state, gr.skip()
                     return

@@ -26,10 +26,15 @@ GATED_TOOLS = frozenset({"generate_image"})
 def describe(exc: BaseException) -> str:
     """A readable line for the chat; the traceback goes to the server log only."""
     from agent.llm.base import LLMError
-    from apps.errors import one_line
+    from apps.errors import disk_full, one_line
+    from memory.knowledge.store import StoreUnavailable
 
-    if isinstance(exc, (LLMError, ValueError, FileNotFoundError, PermissionError)):
+    # These carry messages written for people (the store's says whether the server is down or slow).
+    if isinstance(exc, (LLMError, ValueError, FileNotFoundError, PermissionError, StoreUnavailable)):
         return one_line(str(exc))
+    if disk_full(exc):
+        log.error("chat turn failed: disk full (%s)", exc)
+        return one_line(f"the server's disk is full: this turn could not be saved ({exc}); try again once space is freed")
     log.exception("chat turn failed", exc_info=exc)
     return one_line(f"internal error ({type(exc).__name__}); the server log has the details")
 
@@ -47,15 +52,17 @@ def save_uploads(settings, files: list[Any]) -> tuple[list[dict[str, Any]], list
     errors: list[str] = []
     if not files:
         return saved, errors
-    from multimodal.artifacts import save_upload
+    from multimodal.artifacts import StorageFull, save_upload
     from tools.registry import ToolError
 
     for item in files:
         path = file_path(item)
         try:
             saved.append(save_upload(settings, path.read_bytes(), path.name))
+        except StorageFull as exc:
+            errors.append(f"{path.name} was not saved: {exc}")
         except (ToolError, OSError, ValueError) as exc:
-            errors.append(f"{path.name}: {exc}")
+            errors.append(f"{path.name} is not an image I can use: {exc}")
     return saved, errors
 
 

@@ -92,8 +92,15 @@ class KnowledgeBase:
         digest = content_hash(data, self.config.chunk_size, self.config.chunk_overlap)
         mine = chroma_where(where_filter(collection, source, [owner]))
         old = self.store.get(where=mine, limit=1)
+        repair = None
         if old["ids"] and (old["metadatas"][0] or {}).get("content_hash") == digest:
-            return FileResult(path=source, status="unchanged")
+            # A large file is written in several batches, and a process killed between two of them
+            # leaves part of it; only a complete copy is "unchanged", anything less is re-written.
+            expected = (old["metadatas"][0] or {}).get("chunks")
+            stored = len(self.store.get(where=mine, include=())["ids"])
+            if stored == expected:
+                return FileResult(path=source, status="unchanged")
+            repair = f"an earlier ingest was cut short ({stored} of {expected or '?'} chunks stored); re-written"
         try:
             doc = load(path)
         except LoadError as exc:
@@ -106,14 +113,14 @@ class KnowledgeBase:
         vectors = self.embedder.encode([embedding_text(c.text, c.heading, doc.title) for c in chunks])
         metadatas = [
             {"source": source, "collection": collection, "title": doc.title, "heading": c.heading,
-             "position": c.position, "content_hash": digest, "owner": owner}
+             "position": c.position, "content_hash": digest, "owner": owner, "chunks": len(chunks)}
             for c in chunks
         ]
         ids = [chunk_id(f"{owner}/{collection}" if owner else collection, source, digest, c.position) for c in chunks]
         if old["ids"]:
             self.store.delete(mine)  # the old version's chunks, all of them
         self.store.add(ids, vectors.tolist(), [c.text for c in chunks], metadatas)
-        return FileResult(path=source, status="replaced" if old["ids"] else "added", chunks=len(chunks))
+        return FileResult(path=source, status="replaced" if old["ids"] else "added", chunks=len(chunks), reason=repair)
 
     # ------------------------------------------------------------ sources
 
@@ -121,7 +128,7 @@ class KnowledgeBase:
         """Every row of the index (optionally filtered), a page at a time."""
         offset = 0
         while True:
-            page = self.store.collection().get(where=where, include=list(include), limit=_PAGE, offset=offset)
+            page = self.store.get(where=where, include=include, limit=_PAGE, offset=offset)
             if not page["ids"]:
                 return
             yield page
