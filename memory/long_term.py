@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from memory.store import nearest
 from multimodal.text_embeddings import SentenceEncoder
 
 Kind = Literal["memory", "note"]
@@ -75,7 +76,15 @@ class LongTermMemory:
             raise ValueError("nothing to remember: the text is empty")
         same = await self.search("memory", user_id, text, k=1, min_score=DUPLICATE_SCORE)
         item = MemoryItem(id=same[0].id if same else uuid.uuid4().hex[:12], kind="memory", text=text, created_at=time.time())
-        await self._upsert(user_id, item, await self._embed(text))
+        if same and same[0].text == text:
+            # Same text, same vector: only the time changes. Re-writing an unchanged vector is
+            # what breaks Chroma's HNSW graph when other users hold the same one (store.nearest).
+            # No `documents` either: with them and no embeddings, Chroma would embed with its
+            # default model, which it downloads.
+            meta = {"user_id": _owner(user_id), "created_at": item.created_at}
+            await asyncio.to_thread(self.collections["memory"].update, ids=[item.id], metadatas=[meta])
+        else:
+            await self._upsert(user_id, item, await self._embed(text))
         return item
 
     async def recall(self, user_id: str, query: str, k: int = 5, min_score: float | None = None) -> list[MemoryItem]:
@@ -122,16 +131,9 @@ class LongTermMemory:
         """This user's items of `kind` most similar to `query`, best first."""
         if k <= 0 or not query.strip():
             return []
-        where = _where(user_id)
         vector = await self._embed(query)
-        collection = self.collections[kind]
-        found = await asyncio.to_thread(
-            collection.query, query_embeddings=[vector], n_results=k, where=where, include=["documents", "metadatas", "distances"]
-        )
-        items = [
-            _item(kind, i, d, m, dist)
-            for i, d, m, dist in zip(found["ids"][0], found["documents"][0], found["metadatas"][0], found["distances"][0])
-        ]
+        found = await asyncio.to_thread(nearest, self.collections[kind], vector, _where(user_id), k)
+        items = [_item(kind, i, d, m, dist) for i, d, m, dist in found]
         return [i for i in items if min_score is None or (i.score is not None and i.score >= min_score)]
 
     async def list(self, kind: Kind, user_id: str) -> list[MemoryItem]:

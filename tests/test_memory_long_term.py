@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
+import memory.store as store
 from agent.config import Settings
+from memory.long_term import LongTermMemory
+from memory.store import open_collections
 from tests.conftest import call, calls, say, write_script
 from tests.memory_fixtures import encoder, memory_agent, prompts_for  # noqa: F401 - fixture
 
@@ -96,3 +99,39 @@ def test_chinese_question_recalls_an_english_memory(tmp_path, encoder):  # noqa:
         return await agent.memory.recall("u", "我喜欢什么画风?", 3, Settings().memory.recall_min_score)
 
     assert [m.text for m in asyncio.run(go())] == ["I prefer watercolour style for pictures."]
+
+
+def test_many_users_with_the_same_sentence_each_keep_and_find_their_own(tmp_path, encoder):  # noqa: F811
+    # The load bench's case: identical vectors across users. Chroma's HNSW graph lost items when
+    # one of them was rewritten, so the duplicate check missed a user's own copy and recall
+    # came back empty; merging a near-duplicate (the lower-case line) rewrites the vector.
+    mem = LongTermMemory(open_collections(tmp_path / "memory"), encoder)
+    users = [f"user{i}" for i in range(50)]
+    same, variant = "The user is running a load test.", "the user is running a load test."
+
+    async def go():
+        for text in (same, same, variant):
+            for user in users:
+                await mem.remember(user, text)
+        kept = {user: [m.text for m in await mem.list("memory", user)] for user in users}
+        found = {user: [m.text for m in await mem.recall(user, same, 1)] for user in users}
+        return kept, found
+
+    kept, found = asyncio.run(go())
+    assert {u: t for u, t in kept.items() if t != [variant]} == {}
+    assert {u: t for u, t in found.items() if t != [variant]} == {}
+
+
+def test_an_owner_above_the_exact_limit_is_searched_through_the_index(tmp_path, encoder, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(store, "EXACT_LIMIT", 2)
+    mem = LongTermMemory(open_collections(tmp_path / "memory"), encoder)
+    facts = ["My cat is called Tom.", "I live in Lisbon.", "I prefer watercolour style."]
+
+    async def go():
+        for fact in facts:
+            await mem.remember("alice", fact)
+        await mem.remember("bob", "Bob's cat is called Felix.")  # the filter must keep it out
+        return [m.text for m in await mem.recall("alice", "what is my cat's name", 4)]
+
+    alice = asyncio.run(go())
+    assert alice[0] == "My cat is called Tom." and sorted(alice) == sorted(facts)
