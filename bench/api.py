@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,9 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.processes import free_port, stop, wait_until_up  # noqa: E402
+
 SCRIPT = [
     {"role": "assistant", "content": "1. Answer"},
     {"role": "assistant", "content": "Hello, this is the scripted answer."},
@@ -35,7 +37,6 @@ CLIENT_TOOL = {"type": "function", "function": {"name": "lookup", "parameters": 
 
 def serve(port: int, data_dir: str, script: str) -> None:
     """The server process (`bench/api.py --serve ...`)."""
-    sys.path.insert(0, str(ROOT))
     import uvicorn
 
     from agent.config import Settings
@@ -44,26 +45,6 @@ def serve(port: int, data_dir: str, script: str) -> None:
     settings = Settings(data_dir=Path(data_dir), memory={"long_term": False}, api_key=None)
     app = create_app(settings, llm=f"scripted:{script}", ui=False)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit("the server exited during start-up")
-        try:
-            if httpx.get(url + "/v1/models", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("the server did not start")
 
 
 async def load(url: str, path: str, body: dict, total: int, clients: int) -> tuple[float, list[float]]:
@@ -110,7 +91,10 @@ def main() -> None:
         proc = subprocess.Popen([sys.executable, __file__, "--serve", str(port), str(Path(tmp) / "data"), str(script)], env=env)
         url = f"http://127.0.0.1:{port}"
         try:
-            wait_ready(url, proc)
+            try:
+                wait_until_up(proc, url + "/v1/models", 120)
+            except RuntimeError as exc:
+                raise SystemExit(f"the server did not start: {exc}") from None
             cases = [
                 ("tool invoke", "/v1/tools/calculator/invoke", {"expression": "17% of 2340"}, args.requests),
                 ("chat (agent turn)", "/v1/chat/completions",
@@ -125,8 +109,7 @@ def main() -> None:
                     rate, latencies = asyncio.run(load(url, path, body, total, clients))
                     print(f"{name:22} {clients:>7} {total:>5} {rate:>8.1f} {statistics.median(latencies) * 1000:>8.1f} {percentile(latencies, 95) * 1000:>8.1f}")
         finally:
-            proc.terminate()
-            proc.wait(15)
+            stop(proc)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tests.ui_server import free_port, mmagent_command  # noqa: E402
+from tests.processes import free_port, stop, wait_until_up  # noqa: E402
+from tests.ui_server import mmagent_command  # noqa: E402
 
 TOKEN = re.compile(r"tok[0-9a-f]{32}")
 SURFACES = ("chat", "chat stream", "runs (SSE)")
@@ -346,26 +347,10 @@ def process(command: list[str], cwd: Path, env: dict[str, str], ready_url: str, 
     with open(log_path, "w") as log:
         proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + timeout_s
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{command[0]} exited during start-up: {log_path.read_text()[-2000:]}")
-                try:
-                    if httpx.get(ready_url, timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{command[0]} did not start within {timeout_s:.0f} s")
-                time.sleep(0.2)
+            wait_until_up(proc, ready_url, timeout_s, log_path, what=command[0])
             yield proc, log_path
         finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            stop(proc)
 
 
 def usage(pid: int) -> tuple[float, float]:

@@ -21,7 +21,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.ui_server import free_port, mmagent_command  # noqa: E402
+from tests.processes import free_port  # noqa: E402
+from tests.ui_server import mmagent_command  # noqa: E402
 
 BARE_GRADIO = """
 import sys, gradio as gr, uvicorn

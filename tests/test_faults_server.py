@@ -27,7 +27,8 @@ import httpx
 import pytest
 
 from tests.conftest import call, calls, say, write_script
-from tests.ui_server import free_port, mmagent_command
+from tests.processes import free_port, stop, wait_until_up
+from tests.ui_server import mmagent_command
 
 USER = {"X-MMAGENT-User": "ada"}
 DOC = """# Zebrafish husbandry
@@ -57,19 +58,11 @@ class Server:
             [*mmagent_command(), "serve", "--port", str(self.port), "--llm", f"scripted:{script}"],
             cwd=tmp, env=env, stdout=self._log, stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 120
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log()}")
-            try:
-                if httpx.get(self.url + "/v1/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError(f"server did not come up: {self.log()}")
-            time.sleep(0.3)
+        try:
+            wait_until_up(self.proc, self.url + "/v1/health", 120, self.log_path)
+        except RuntimeError:
+            self.kill()
+            raise
 
     def log(self) -> str:
         self._log.flush()
@@ -83,13 +76,7 @@ class Server:
         self._log.close()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop(self.proc, grace_s=20)
         self._log.close()
 
 

@@ -16,9 +16,7 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,7 @@ import pytest
 
 from tests.api_support import api_settings, scripted_server, sse_events
 from tests.conftest import call, calls, say
-from tests.ui_server import free_port
+from tests.processes import chroma_cli, free_port, stop, wait_until_up
 
 DOC = """# Lab notes
 
@@ -46,8 +44,7 @@ class ChromaServer:
     """`chroma run` on a fixed port and data path, so that it can be killed and started again."""
 
     def __init__(self, path: Path, port: int) -> None:
-        beside = Path(sys.executable).with_name("chroma")  # installed with chromadb into the venv
-        self.cli = str(beside) if beside.exists() else shutil.which("chroma")
+        self.cli = chroma_cli()
         if self.cli is None:
             pytest.skip("the chroma CLI (from the chromadb package) is not installed")
         self.path, self.port = path, port
@@ -55,23 +52,13 @@ class ChromaServer:
         self.paused = False
 
     def start(self) -> ChromaServer:
-        log = open(self.path.parent / f"chroma-{time.monotonic_ns()}.log", "wb")
+        log_path = self.path.parent / f"chroma-{time.monotonic_ns()}.log"
+        log = open(log_path, "wb")
         self.proc = subprocess.Popen([self.cli, "run", "--path", str(self.path), "--host", "127.0.0.1", "--port", str(self.port)],
                                      stdout=log, stderr=subprocess.STDOUT)
         log.close()  # the child has its own copy
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                pytest.fail(f"chroma run exited with {self.proc.returncode}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/v2/heartbeat", timeout=1) as resp:
-                    if resp.status == 200:
-                        return self
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("chroma server did not answer its heartbeat within 60 s")
-            time.sleep(0.2)
+        wait_until_up(self.proc, f"http://127.0.0.1:{self.port}/api/v2/heartbeat", 60, log_path, what="chroma run")
+        return self
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
@@ -87,12 +74,7 @@ class ChromaServer:
             return
         if self.paused:
             self.pause(False)
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        stop(self.proc)
 
 
 @pytest.fixture

@@ -3,64 +3,31 @@ via CHROMA_HOST/CHROMA_PORT. The fixture starts the server itself, so this runs 
 
 from __future__ import annotations
 
-import shutil
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
 from agent.config import Knowledge, Settings
 from memory.knowledge import KnowledgeBase
 from tests.knowledge_helpers import HashEmbedder
-
-
-def _chroma_cli() -> str | None:
-    beside = Path(sys.executable).with_name("chroma")  # installed with chromadb into the venv
-    return str(beside) if beside.exists() else shutil.which("chroma")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.processes import chroma_cli, free_port, stop, wait_until_up
 
 
 @pytest.fixture(scope="module")
 def chroma_server(tmp_path_factory):
-    cli = _chroma_cli()
+    cli = chroma_cli()
     if cli is None:
         pytest.skip("the chroma CLI (from the chromadb package) is not installed")
-    port = _free_port()
+    port = free_port()
     path = tmp_path_factory.mktemp("chroma-server")
     log = open(path / "server.log", "wb")
     proc = subprocess.Popen([cli, "run", "--path", str(path / "db"), "--host", "127.0.0.1", "--port", str(port)],
                             stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
     try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"chroma run exited with {proc.returncode}: {(path / 'server.log').read_text(errors='replace')[-500:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("chroma server did not answer its heartbeat within 60 s")
-            time.sleep(0.2)
+        wait_until_up(proc, f"http://127.0.0.1:{port}/api/v2/heartbeat", 60, path / "server.log", what="chroma run")
         yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         log.close()
 
 
@@ -92,7 +59,7 @@ def test_chroma_host_env_switches_to_server(tmp_path, chroma_server, monkeypatch
 
 
 def test_unreachable_server_is_one_clear_error(tmp_path):
-    settings = Settings(data_dir=tmp_path / "data", knowledge=Knowledge(chroma_host="127.0.0.1", chroma_port=_free_port()))
+    settings = Settings(data_dir=tmp_path / "data", knowledge=Knowledge(chroma_host="127.0.0.1", chroma_port=free_port()))
     kb = KnowledgeBase(settings, embedder=HashEmbedder())
     with pytest.raises(RuntimeError, match=r"^cannot reach the chroma server http://127\.0\.0\.1:\d+"):
         kb.retrieve("anything")
