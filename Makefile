@@ -10,6 +10,10 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	# llama-cpp-python (the bundled model's runtime) ships as source: the first install compiles
+	# llama.cpp (about 20 min on 2 cores; pip caches the wheel). Its examples and tools are not needed.
+	CMAKE_ARGS="$${CMAKE_ARGS:--DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF}" \
+	CMAKE_BUILD_PARALLEL_LEVEL="$$(nproc 2>/dev/null || echo 2)" \
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
 

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -135,6 +135,12 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(Path("data"), description="Everything the app writes: databases, artifacts, caches.")
+    shared_cache_dir: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("cache_dir", "MMAGENT_CACHE_DIR", "shared_cache_dir"),
+        description="MMAGENT_CACHE_DIR: model files every data folder shares (the assembled bundled GGUF, converted "
+        "weights, tokenizers). None: the platform's user cache folder (~/.cache/mmagent on Linux).",
+    )
     llm: str = Field("auto", description="auto | bundled | hf:<repo-or-path> | openai:<model> | scripted:<file.jsonl>")
     openai_model: str = Field("gpt-4o-mini", description="The model `auto` asks for when an OpenAI-compatible server is configured.")
     hf_model: str | None = Field(None, description="The hf model `auto` prefers when it is available locally.")
@@ -163,7 +169,17 @@ class Settings(BaseSettings):
     # Paths derived from data_dir, so that one variable isolates a run.
     @property
     def cache_dir(self) -> Path:
+        """Caches of this data folder's own data (embeddings of its documents, eval workspaces)."""
         return self.data_dir / "cache"
+
+    @property
+    def models_cache_dir(self) -> Path:
+        """Model caches shared by every data folder (see `shared_cache_dir`)."""
+        if self.shared_cache_dir is not None:
+            return self.shared_cache_dir.expanduser()
+        import platformdirs
+
+        return Path(platformdirs.user_cache_dir("mmagent", appauthor=False))
 
     @property
     def threads_db(self) -> Path:

@@ -1,6 +1,7 @@
 """The agent graph. Read it top to bottom: (recall →) plan → act → observe → reflect → respond.
 
     START → recall → plan → act ─┬─(tool calls)──→ observe ─┬─(more to do)────→ act
+              (or route)         │                          │
                                  │                          ├─(tool failed /
                                  │                          │  plan ran out)──→ reflect → act
                                  │                          └─(step limit /
@@ -8,6 +9,8 @@
                                  └─(answer / nothing to call)─────────────────→ respond → END
 
 recall brings long-term memory into the turn (user memories, reflection notes); it calls no model.
+For a small base model (agent/weak_model.py) `route` replaces plan (the router's decision is the
+plan) and reflection needs no model call; act and respond switch to few-shot prompts.
 
 A model failure in any node sets `error` and goes straight to respond, which says so.
 """
@@ -20,6 +23,11 @@ from langgraph.types import Checkpointer
 
 from agent.nodes import act, observe, plan, recall, reflect, repeated_call, respond
 from agent.state import AgentContext, AgentState
+from agent.weak_model import reflect_on_failure, route, uses_weak_model
+
+
+def planner(state: AgentState, runtime) -> str:
+    return "route" if uses_weak_model(runtime.context) else "plan"
 
 
 def after_plan(state: AgentState) -> str:
@@ -33,14 +41,14 @@ def after_act(state: AgentState) -> str:
     return "respond"
 
 
-def after_observe(state: AgentState, max_steps: int, max_reflections: int, max_repeated_calls: int) -> str:
+def after_observe(state: AgentState, runtime, max_steps: int, max_reflections: int, max_repeated_calls: int) -> str:
     steps = state.get("steps", 0)
     if steps >= max_steps or repeated_call(state, max_repeated_calls):
         return "respond"
     can_reflect = len(state.get("reflections", [])) < max_reflections
     plan_ran_out = steps - state.get("plan_start", 0) > len(state.get("plan", []))
     if can_reflect and (state.get("last_round_failed") or plan_ran_out):
-        return "reflect"
+        return "reflect_on_failure" if uses_weak_model(runtime.context) else "reflect"
     return "act"
 
 
@@ -52,21 +60,25 @@ def build_graph(settings_limits=None, checkpointer: Checkpointer = None):
     graph = StateGraph(AgentState, context_schema=AgentContext)
     graph.add_node("recall", recall)
     graph.add_node("plan", plan)
+    graph.add_node("route", route)
     graph.add_node("act", act)
     graph.add_node("observe", observe)
     graph.add_node("reflect", reflect)
+    graph.add_node("reflect_on_failure", reflect_on_failure)
     graph.add_node("respond", respond)
 
     graph.add_edge(START, "recall")
-    graph.add_edge("recall", "plan")
+    graph.add_conditional_edges("recall", planner, ["plan", "route"])
     graph.add_conditional_edges("plan", after_plan, ["act", "respond"])
+    graph.add_edge("route", "act")
     graph.add_conditional_edges("act", after_act, ["observe", "respond"])
     graph.add_conditional_edges(
         "observe",
-        lambda s: after_observe(s, limits.max_steps, limits.max_reflections, limits.max_repeated_calls),
-        ["act", "reflect", "respond"],
+        lambda s, runtime: after_observe(s, runtime, limits.max_steps, limits.max_reflections, limits.max_repeated_calls),
+        ["act", "reflect", "reflect_on_failure", "respond"],
     )
     graph.add_conditional_edges("reflect", after_plan, ["act", "respond"])
+    graph.add_edge("reflect_on_failure", "act")
     graph.add_edge("respond", END)
     return graph.compile(checkpointer=checkpointer)
 

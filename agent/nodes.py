@@ -23,7 +23,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, ToolMessage
 from langgraph.runtime import Runtime
 
-from agent import prompts
+from agent import prompts, weak_model
 from agent.events import FinalEvent, PlanEvent, ReflectionEvent, ToolCallEvent, ToolResultEvent, emit, token_emitter
 from agent.history import Budget, fit, to_openai
 from agent.llm.base import (
@@ -204,8 +204,12 @@ def offered_tools(ctx: AgentContext, state: AgentState, context: str | None) -> 
         # twice: a weak model repeats the same bad arguments).
         failures = Counter(e["tool"] for e in state.get("step_log", []) if not e["ok"])
         exclude = set(state.get("called_ok", [])) | {tool for tool, n in failures.items() if n >= 2}
-        chosen = ctx.router.select(state["request"], None, "router", routing.top_k, routing.threshold, exclude)
-        return registry.openai_schemas(r.name for r in chosen)
+        chosen = [r.name for r in ctx.router.select(state["request"], None, "router", routing.top_k, routing.threshold, exclude)]
+        if not chosen and not state.get("step_log") and (allowed := set(registry.names()) - exclude):
+            if ctx.router.allowed is not None:
+                allowed &= ctx.router.allowed
+            chosen = [name] if (name := weak_model.numeric_fallback(state["request"], allowed)) else []
+        return registry.openai_schemas(chosen)
     if ctx.router is None or len(registry) <= routing.top_k:
         return registry.openai_schemas()  # few tools: ranking would only cost time
     chosen = ctx.router.select(state["request"], context, "model", routing.top_k, routing.threshold, set())
@@ -218,6 +222,8 @@ async def act(state: AgentState, runtime: Ctx) -> dict[str, Any]:
     offered = await asyncio.to_thread(offered_tools, ctx, state, step)  # off the event loop, as in plan
     if ctx.policy == "router" and not offered:
         return {}  # nothing (more) to call: respond writes the answer
+    if weak_model.uses_weak_model(ctx):
+        return await act_on(ctx, state, weak_model.call_request(ctx, state, offered[0]), offered)
     system = prompts.ACT.render(
         context={
             "Plan": prompts.numbered(state.get("plan", [])),
@@ -235,6 +241,11 @@ async def act(state: AgentState, runtime: Ctx) -> dict[str, Any]:
         max_tokens=ctx.settings.limits.max_new_tokens,
         purpose="act",
     )
+    return await act_on(ctx, state, request, offered)
+
+
+async def act_on(ctx: AgentContext, state: AgentState, request: ChatRequest, offered: list[dict[str, Any]]) -> dict[str, Any]:
+    """One act model call (plus a repair round for unconstrained backends) as the state update."""
     try:
         reply = await ask(ctx, request, token_emitter("act"))
         if not ctx.backend.constrained:
@@ -438,13 +449,20 @@ async def respond(state: AgentState, runtime: Ctx) -> dict[str, Any]:
         answer = prompts.MODEL_FAILED.format(error=error)
     elif draft and sampling.self_consistency == 1:
         answer = draft
+    elif weak_model.uses_weak_model(ctx):
+        try:
+            reply = await ask(ctx, weak_model.answer_request(ctx, state), token_emitter("respond"))
+            answer = weak_model.checked_answer(ctx, state, reply.content)
+        except LLMError as exc:
+            error = str(exc)
+            answer = prompts.MODEL_FAILED.format(error=error)
     else:
         try:
             answer = await write_answer(ctx, state, stop, draft)
         except LLMError as exc:
             error = str(exc)
             answer = prompts.MODEL_FAILED.format(error=error)
-    if not ctx.backend.chooses_tools and not error:
+    if not ctx.backend.chooses_tools and not error and not weak_model.uses_weak_model(ctx):
         answer = grounded(answer, state.get("step_log", []))
     if not answer.strip() and not error and not stop:
         # An empty reply is a model failure, not an answer: say so (and let the CLI exit 1).

@@ -6,6 +6,7 @@ examples, input and output format. Edit wording here; nodes only fill in the var
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -182,3 +183,58 @@ def user_message_text(request: str, images: list[str]) -> str:
         return request
     refs = "\n".join(f"[attached image: {ref}]" for ref in images)
     return f"{request}\n{refs}"
+
+
+# ---------------------------------------------------------------- completion-style prompts
+# For small base models (agent/weak_model.py): no instructions, only a pattern to continue.
+
+CALL_HEADER = "Each request below is followed by the arguments of the {tool} call that answers it."
+
+ANSWER_HEADER = "Each question below is followed by what a tool returned and a short answer that uses it."
+
+#: Worked answers: (question, tool, what it returned, answer). Chit-chat has tool "" (no result).
+ANSWER_DEMOS: tuple[tuple[str, str, str, str], ...] = (
+    ("A pencil costs 0.45 dollars. How much do 8 pencils cost?", "calculator", "3.6", "8 pencils cost 3.6 dollars."),
+    ("一支铅笔 1.5 元，买 7 支要多少钱？", "calculator", "10.5", "买 7 支铅笔要 10.5 元。"),
+    ("What is 15% of 80?", "calculator", "12", "15% of 80 is 12."),
+    ("What do my notes say about LoRA?", "retrieve",
+     "[1] LoRA 在预训练权重旁加入低秩矩阵，只训练这些矩阵，参数量大大减少。",
+     "Your notes say LoRA adds low-rank matrices next to the frozen weights and trains only those, so far fewer parameters are trained [1]."),
+    ("How wide is this picture?", "image_info", '{"width": 640, "height": 480, "format": "PNG"}', "The picture is 640 pixels wide."),
+    ("Hello!", "", "", "Hello! How can I help you today?"),
+    ("你好，你是谁？", "", "", "你好！我是 mmagent，可以帮你计算、查找文档和处理图片。"),
+)
+
+
+def call_prompt(tool: str, demos: list[tuple[str, dict[str, Any]]], request: str, known: list[str]) -> str:
+    """Worked calls of `tool`, then the request; the model continues with the arguments."""
+    blocks = [CALL_HEADER.format(tool=tool)]
+    for question, arguments in demos:
+        blocks.append(f"Request: {question}\nArguments: {json.dumps(arguments, ensure_ascii=False)}")
+    lines = [f"Request: {request}", *(f"Known: {k}" for k in known), "Arguments: "]
+    blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def answer_prompt(request: str, results: list[tuple[str, str]]) -> str:
+    """Worked answers, then the request and its tool results; the model writes one line."""
+    blocks = [ANSWER_HEADER]
+    for question, tool, result, answer in ANSWER_DEMOS:
+        shown = f"\n{tool}: {result}" if tool else ""
+        blocks.append(f"Question: {question}{shown}\nAnswer: {answer}")
+    shown = "".join(f"\n{tool}: {text}" for tool, text in results)
+    blocks.append(f"Question: {request}{shown}\nAnswer:")
+    return "\n\n".join(blocks)
+
+
+#: Lines of our own prompts that a model may echo: never part of an answer.
+_SCAFFOLD = re.compile(r"^\s*(#+ |Question:|Request:|Arguments:|Answer:|Known:|Tool result|\[called tool)", re.M)
+
+
+def strip_scaffolding(text: str) -> str:
+    """`text` up to the first line that repeats our prompt structure ("# Output format", "Question:")."""
+    match = _SCAFFOLD.search(text)
+    if match and match.start() == 0:
+        text = re.sub(r"^\s*Answer:\s*", "", text)
+        match = _SCAFFOLD.search(text)
+    return (text[: match.start()] if match else text).strip()

@@ -8,6 +8,7 @@ result. Thread access, retention, feedback and memory listing for the UI and the
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections import Counter
@@ -331,15 +332,20 @@ def default_tools(settings: Settings, *, knowledge=None) -> ToolRegistry:
 
 
 @asynccontextmanager
-async def open_agent(settings: Settings, *, llm: str | None = None, registry: ToolRegistry | None = None, persist: bool = True):
+async def open_agent(
+    settings: Settings, *, llm: str | None = None, registry: ToolRegistry | None = None, persist: bool = True, warm_up: bool = False
+):
     """An Agent with its backend, tools, router, SQLite checkpointer, thread catalog and
-    long-term memory, closed on exit. `persist=False` keeps everything in memory."""
+    long-term memory, closed on exit. `persist=False` keeps everything in memory. `warm_up`
+    loads the model in the background while the rest starts (for commands that will use it
+    at once; a server stays lazy so its first page is not slowed)."""
     from agent.llm.factory import make_backend
     from agent.tool_router import ToolRouter
     from memory.threads import open_threads
     from multimodal.text_embeddings import SentenceEncoder
 
     backend = make_backend(llm or settings.llm, settings)
+    warming = asyncio.create_task(asyncio.to_thread(_warm_up, backend)) if warm_up else None
     encoder = SentenceEncoder()  # one per app: the router and long-term memory share it
     memory = open_memory(settings, encoder, persist) if settings.memory.long_term else None
     registry = with_memory_tools(registry or default_tools(settings), memory)
@@ -351,7 +357,16 @@ async def open_agent(settings: Settings, *, llm: str | None = None, registry: To
                 await agent.prune_threads(vacuum=False)  # retention limits apply from start-up on
             yield agent
     finally:
+        if warming is not None:
+            await warming
         await backend.aclose()
+
+
+def _warm_up(backend) -> None:
+    try:
+        backend.warm_up()
+    except Exception as exc:  # noqa: BLE001 - the first real call reports the failure to the user
+        log.debug("warming up %s failed: %s", getattr(backend, "spec", backend), exc)
 
 
 def open_memory(settings: Settings, encoder, persist: bool = True) -> LongTermMemory:

@@ -62,7 +62,7 @@ async def _ask(question: str, images: list[str], thread: str | None, llm: str | 
     from agent.runner import open_agent
 
     settings = _settings(llm)
-    async with open_agent(settings) as agent:
+    async with open_agent(settings, warm_up=True) as agent:
         result = await agent.arun(question, thread_id=thread, images=images, on_event=None if as_json else _progress)
     if as_json:
         click.echo(json.dumps(result.model_dump(), ensure_ascii=False, default=str))
@@ -101,7 +101,7 @@ async def _chat(thread: str | None, llm: str | None) -> None:
 
     settings = _settings(llm)
     thread = thread or new_thread_id()
-    async with open_agent(settings) as agent:
+    async with open_agent(settings, warm_up=True) as agent:
         click.echo(f"mmagent chat · model {agent.backend.spec} · thread {thread} · empty line to quit", err=True)
         while True:
             try:

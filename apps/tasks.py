@@ -175,7 +175,7 @@ async def run_local(settings, llm: str | None, tasks: list[Task], *, concurrency
         async with semaphore:
             on_result(await run_task(agent, task, trials, thread_id=thread_id(task) if thread_id else None))
 
-    async with open_agent(settings, llm=llm, registry=registry, persist=False) as agent:
+    async with open_agent(settings, llm=llm, registry=registry, persist=False, warm_up=True) as agent:
         await asyncio.gather(*(one(t) for t in tasks))
 
 

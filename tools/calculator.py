@@ -1033,6 +1033,11 @@ DESCRIPTION = (
 
 EXAMPLES = [
     "What is 15% of 240?",
+    "A ticket costs 8.5 dollars. How much do 6 tickets cost?",
+    "A bus drives 180 km in 2 hours. How fast does it go?",
+    "I have 90 dollars and spend 35. How much is left?",
+    "一个西瓜 12.5 元，买 4 个多少钱？",
+    "小刚有 56 张卡片，送给同学 18 张，还剩多少张？",
     "Calculate (1250 - 380) * 12 / 5",
     "What is 2 to the power of 100, exactly?",
     "What's the square root of 50?",
@@ -1041,6 +1046,23 @@ EXAMPLES = [
     "240 的 15% 是多少？",
     "帮我算一下 20 的阶乘",
 ]
+
+
+#: Unit constants a word problem may need without stating them (minutes, hours, days, percent...).
+_UNIT_NUMBERS = ("3600", "1000", "365", "100", "60", "24", "12", "10", "7", "4", "3", "2", "1")
+_FUNCTIONS = ("sqrt", "factorial", "binomial", "log", "exp", "sin", "cos", "tan", "pi", "gcd", "lcm", "floor", "ceil", "abs", "round")
+_NUMBER = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
+
+
+def request_numbers_pattern(request: str) -> str:
+    """A regex for expressions built from the request's own numbers, unit constants, function
+    names and operators. A small model that fills in the expression under this pattern cannot
+    copy prose ("17% of 2340 = 17") or invent numbers the problem does not contain."""
+    numbers = set(_UNIT_NUMBERS)
+    for found in _NUMBER.findall(unicodedata.normalize("NFKC", request)):
+        numbers.update({found, found.replace(",", "")})
+    options = sorted((re.escape(n) for n in numbers), key=len, reverse=True)
+    return "^(?:" + "|".join([*options, *_FUNCTIONS]) + r"|[-+*/%^(). ])+$"
 
 
 def calculator_tool() -> Tool:

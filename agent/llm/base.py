@@ -89,6 +89,11 @@ class ChatRequest(BaseModel):
     temperature: float = 0.0
     max_tokens: int = 384
     purpose: Purpose = "act"
+    # For base models (backends with `completion_style`): a few-shot text to continue instead
+    # of the rendered conversation; the reply follows its last line. Chat models ignore it.
+    completion_prompt: str | None = None
+    # Free text ends before any of these strings.
+    stop: list[str] = Field(default_factory=list)
 
 
 class ChatReply(BaseModel):
@@ -225,12 +230,17 @@ class ChatBackend(ABC):
     chooses_tools: bool = True
     #: True when tool arguments are produced under a grammar and are always schema-valid.
     constrained: bool = False
+    #: True for base models that continue `ChatRequest.completion_prompt` (few-shot text).
+    completion_style: bool = False
 
     @abstractmethod
     async def complete(
         self, request: ChatRequest, *, on_token: TokenCallback | None = None, session: str = "default"
     ) -> ChatReply:
         """Produce one assistant message. `session` keys per-conversation state (scripted cursors)."""
+
+    def warm_up(self) -> None:  # noqa: B027 - optional hook
+        """Load what the first call would load (blocking; callers run it in a thread)."""
 
     def describe(self) -> dict[str, Any]:
         """What `mmagent doctor` prints about this backend."""

@@ -1,6 +1,6 @@
 """Build the backend named by an LLM spec, and resolve `auto`.
 
-Specs: `auto` | `bundled` | `hf:<repo-id-or-path>` | `openai:<model>` | `scripted:<file.jsonl>`.
+Specs: `auto` | `bundled` | `gguf:<file.gguf>` | `hf:<repo-id-or-path>` | `openai:<model>` | `scripted:<file.jsonl>`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import os
 from agent.config import Settings
 from agent.llm.base import ChatBackend, LLMError
 
-SPEC_HELP = "use auto, bundled, hf:<repo-or-path>, openai:<model> or scripted:<file.jsonl>"
+SPEC_HELP = "use auto, bundled, gguf:<file.gguf>, hf:<repo-or-path>, openai:<model> or scripted:<file.jsonl>"
 
 
 def resolve_auto(settings: Settings) -> tuple[str, str]:
@@ -49,8 +49,10 @@ def make_backend(spec: str, settings: Settings) -> ChatBackend:
         if not arg:
             raise LLMError("hf backend needs a model: --llm hf:<repo-id-or-path>")
         return LocalBackend.from_spec(spec, settings)
-    if kind == "bundled" and not arg:
-        from agent.llm.local import LocalBackend
+    if (kind == "bundled" and not arg) or kind == "gguf":
+        from agent.llm.gguf import GGUFBackend
 
-        return LocalBackend.from_spec(spec, settings)
+        if kind == "gguf" and not arg.strip():
+            raise LLMError("gguf backend needs a file: --llm gguf:<path/to/model.gguf>")
+        return GGUFBackend.from_spec(spec, settings)
     raise LLMError(f"unknown LLM spec {spec!r}: {SPEC_HELP}")

@@ -1,0 +1,231 @@
+"""How the graph drives a small base model (backends with `completion_style`, e.g. `bundled`).
+
+A 270M base model cannot plan, pick among tools or follow instructions, but it continues a
+pattern well. So, under the router policy:
+
+* plan: the plan comes from the routing decision (`route`), with no model call;
+* act: the router has picked the tool; the model writes only its arguments, after worked
+  examples of that tool chosen by similarity to the request (tools/demonstrations.py), under
+  the tool's grammar;
+* reflect: the failure itself is the lesson (no model call); the next act shows it;
+* respond: one line continued after worked question -> result -> answer examples, checked
+  against the real results: a reply without the computed value is replaced by the value, and
+  retrieved passages are cited as evidence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import re
+from typing import Any
+
+import numpy as np
+
+from agent import prompts
+from agent.events import PlanEvent, ReflectionEvent, emit
+from agent.llm.base import ChatRequest
+from agent.state import AgentContext, AgentState
+from tools.demonstrations import Demo, demonstrations
+
+#: Worked examples shown per call: enough to set the pattern, few enough to keep prompts short.
+DEMOS_PER_CALL = 6
+_CJK = re.compile(r"[\u3400-\u9fff]")
+_QUOTE_MARKERS = re.compile(r"<<(?:quoted|end)[^>]*>>", re.I)
+
+
+def uses_weak_model(ctx: AgentContext) -> bool:
+    return ctx.policy == "router" and ctx.backend.completion_style
+
+
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+
+
+def numeric_fallback(request: str, available: set[str]) -> str | None:
+    """The calculator for a request the router left alone that states two or more numbers:
+    word problems ("3 shirts at 12.5 dollars each") read like prose, not like arithmetic."""
+    if "calculator" in available and len(_NUMBER.findall(request)) >= 2:
+        return "calculator"
+    return None
+
+
+# ---------------------------------------------------------------- plan (route)
+
+
+async def route(state: AgentState, runtime: Any) -> dict[str, Any]:
+    """The plan of a routed turn: the router's tool, then the answer (no model call)."""
+    from agent.nodes import offered_tools
+
+    ctx = runtime.context
+    offered = await asyncio.to_thread(offered_tools, ctx, state, None)
+    if offered:
+        tool = offered[0]["function"]["name"]
+        steps = [f"Call {tool} for the request.", "Answer with its result."]
+    else:
+        steps = ["Answer directly."]
+    emit(PlanEvent(steps=steps))
+    return {"plan": steps, "plan_start": 0}
+
+
+# ---------------------------------------------------------------- act
+
+
+def pick_demos(ctx: AgentContext, tool: str, request: str, k: int = DEMOS_PER_CALL) -> list[Demo]:
+    """The `k` worked examples of `tool` most similar to `request`, the most similar last
+    (nearest the request, where a base model looks)."""
+    demos = demonstrations(tool)
+    encoder = getattr(ctx.router, "encoder", None)
+    if len(demos) <= k or encoder is None:
+        return demos[-k:]
+    vectors = encoder.encode([d[0] for d in demos] + [request])
+    order = np.argsort(vectors[:-1] @ vectors[-1])[-k:]  # ascending: the best comes last
+    return [demos[i] for i in order]
+
+
+def known_results(state: AgentState, limit: int = 300) -> list[str]:
+    """Earlier results of this turn, one short line each, for a call that builds on them."""
+    lines = []
+    for entry in state.get("step_log", []):
+        shown = entry.get("result") if entry["ok"] else f"ERROR: {entry.get('error')}"
+        text = shown if isinstance(shown, str) else json.dumps(shown, ensure_ascii=False, default=str)
+        lines.append(f"{entry['tool']} {json.dumps(entry['arguments'], ensure_ascii=False)} -> {text[:limit]}")
+    return lines
+
+
+def constrained_tool(tool: dict[str, Any], request: str, known: list[str]) -> dict[str, Any]:
+    """The tool as the model may fill it in: the calculator's expression may only use the
+    numbers of the request (and of earlier results), unit constants, functions and operators."""
+    if tool["function"]["name"] != "calculator":
+        return tool
+    from tools.calculator import request_numbers_pattern
+
+    tool = copy.deepcopy(tool)
+    expression = tool["function"]["parameters"]["properties"]["expression"]
+    expression["pattern"] = request_numbers_pattern("\n".join([request, *known]))
+    expression.pop("maxLength", None)
+    return tool
+
+
+def call_request(ctx: AgentContext, state: AgentState, tool: dict[str, Any]) -> ChatRequest:
+    """The act request: demonstrations, then the request, continued as the tool's arguments."""
+    name = tool["function"]["name"]
+    request = prompts.user_message_text(state["request"], state.get("images", []))
+    known = known_results(state)
+    tool = constrained_tool(tool, request, known)
+    text = prompts.call_prompt(name, pick_demos(ctx, name, request), request, known)
+    return ChatRequest(
+        messages=[{"role": "user", "content": request}],
+        tools=[tool],
+        tool_choice=name,
+        temperature=0.0,
+        max_tokens=ctx.settings.limits.max_new_tokens,
+        purpose="act",
+        completion_prompt=text,
+    )
+
+
+# ---------------------------------------------------------------- reflect
+
+
+async def reflect_on_failure(state: AgentState, runtime: Any) -> dict[str, Any]:
+    """The lesson of a failed call is its error; the next act shows it to the model."""
+    failures = [e for e in state.get("step_log", []) if not e["ok"]]
+    last = failures[-1] if failures else None
+    text = (
+        f"{last['tool']} failed with {json.dumps(last['arguments'], ensure_ascii=False)}: {str(last.get('error'))[:200]}. "
+        "Write the call differently."
+        if last
+        else "The plan ran out before an answer."
+    )
+    plan = state.get("plan", [])
+    emit(ReflectionEvent(text=text, plan=plan))
+    return {
+        "reflections": [*state.get("reflections", []), text],
+        "plan": plan,
+        "plan_start": state.get("steps", 0),
+        "last_round_failed": False,
+    }
+
+
+# ---------------------------------------------------------------- respond
+
+
+def result_value(result: Any) -> str:
+    """The value a tool result states: the calculator's "1989/5 = 397.8" states 397.8."""
+    text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False, default=str)
+    for sep in (" ≈ ", " = "):
+        if sep in text:
+            text = text.rsplit(sep, 1)[1]
+    return text.strip()
+
+
+def passages(result: Any) -> list[dict[str, Any]]:
+    if isinstance(result, list):
+        return [p for p in result if isinstance(p, dict) and isinstance(p.get("text"), str)]
+    return []
+
+
+def passage_text(passage: dict[str, Any]) -> str:
+    """A retrieved passage without its quote header and markers."""
+    lines = [ln for ln in passage["text"].splitlines() if not _QUOTE_MARKERS.search(ln)]
+    return " ".join(" ".join(lines).split())
+
+
+def evidence(ctx: AgentContext, request: str, hits: list[dict[str, Any]], n: int = 2) -> list[tuple[int, str, str]]:
+    """The `n` sentences of the retrieved passages closest to the request: (passage number,
+    sentence, source). A small model's answer may miss; these show what the documents say."""
+    sentences: list[tuple[int, str, str]] = []
+    for number, hit in enumerate(hits, 1):
+        for sentence in re.split(r"(?<=[。！？!?；;.])\s*", passage_text(hit)):
+            if len(sentence.strip()) >= 8:
+                sentences.append((number, sentence.strip()[:300], str(hit.get("source", ""))))
+    encoder = getattr(ctx.router, "encoder", None)
+    if not sentences or encoder is None:
+        return sentences[:n]
+    vectors = encoder.encode([s for _, s, _ in sentences] + [request])
+    scores = vectors[:-1] @ vectors[-1]
+    # Earlier passages rank higher in the retriever: a small prior keeps ties with them.
+    scores = scores - 0.01 * np.asarray([number for number, _, _ in sentences])
+    best = sorted(np.argsort(-scores)[:n])
+    return [sentences[i] for i in best]
+
+
+def answer_request(ctx: AgentContext, state: AgentState) -> ChatRequest:
+    request = prompts.user_message_text(state["request"], state.get("images", []))
+    results = [e for e in state.get("step_log", []) if e["ok"]]
+    shown = []
+    for entry in results[-3:]:
+        hits = passages(entry["result"])
+        if hits:
+            text = " ".join(f"[{i}] {passage_text(h)[:300]}" for i, h in enumerate(hits[:2], 1))
+        else:
+            text = result_value(entry["result"])[:300]
+        shown.append((entry["tool"], text))
+    text = prompts.answer_prompt(request, shown)
+    return ChatRequest(
+        messages=[{"role": "user", "content": request}], tool_choice="none", temperature=0.0,
+        max_tokens=min(120, ctx.settings.limits.max_new_tokens), purpose="respond",
+        completion_prompt=text, stop=["\n"],
+    )
+
+
+def checked_answer(ctx: AgentContext, state: AgentState, reply: str) -> str:
+    """The model's line, kept only where it agrees with the results, plus cited evidence."""
+    request = state["request"]
+    chinese = bool(_CJK.search(request))
+    reply = prompts.strip_scaffolding(reply)
+    results = [e for e in state.get("step_log", []) if e["ok"]]
+    values = [result_value(e["result"]) for e in results if not passages(e["result"])]
+    stated = _NUMBER.findall(reply.replace(",", ""))
+    if values and (values[-1] not in reply or not stated or stated[-1] not in values[-1].replace(",", "")):
+        # A small model misquotes numbers; the value the tool computed is the answer, and it
+        # is the last number said (what a reader, and a checker, takes as the result).
+        reply = (f"结果是 {values[-1]}。" if chinese else f"The result is {values[-1]}.")
+    hits = [h for e in results for h in passages(e["result"])]
+    if hits:
+        cited = evidence(ctx, request, hits)
+        header = "文档中的相关内容：" if chinese else "From your documents:"
+        lines = [f"[{n}] {sentence} ({source})" for n, sentence, source in cited]
+        reply = "\n".join([reply.strip(), "", header, *lines]).strip()
+    return reply
