@@ -205,6 +205,10 @@ def offered_tools(ctx: AgentContext, state: AgentState, context: str | None) -> 
         failures = Counter(e["tool"] for e in state.get("step_log", []) if not e["ok"])
         exclude = set(state.get("called_ok", [])) | {tool for tool, n in failures.items() if n >= 2}
         chosen = [r.name for r in ctx.router.select(state["request"], None, "router", routing.top_k, routing.threshold, exclude)]
+        if ctx.backend.completion_style and state.get("called_ok"):
+            # A weak model's turn has its result; only arithmetic on it may follow (the size of
+            # an image -> its pixel count), or it would go on through every tool that scores.
+            chosen = [name for name in chosen if name == "calculator"]
         if not chosen and not state.get("step_log") and (allowed := set(registry.names()) - exclude):
             if ctx.router.allowed is not None:
                 allowed &= ctx.router.allowed

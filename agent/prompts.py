@@ -200,7 +200,7 @@ ANSWER_DEMOS: tuple[tuple[str, str, str, str], ...] = (
     ("What do my notes say about LoRA?", "retrieve",
      "[1] LoRA 在预训练权重旁加入低秩矩阵，只训练这些矩阵，参数量大大减少。",
      "Your notes say LoRA adds low-rank matrices next to the frozen weights and trains only those, so far fewer parameters are trained [1]."),
-    ("How wide is this picture?", "image_info", '{"width": 640, "height": 480, "format": "PNG"}', "The picture is 640 pixels wide."),
+    ("How tall is this picture?", "image_info", "width: 640; height: 480; format: PNG", "The picture is 480 pixels tall."),
     ("Hello!", "", "", "Hello! How can I help you today?"),
     ("你好，你是谁？", "", "", "你好！我是 mmagent，可以帮你计算、查找文档和处理图片。"),
 )

@@ -93,17 +93,20 @@ def known_results(state: AgentState, limit: int = 300) -> list[str]:
     return lines
 
 
-def constrained_tool(tool: dict[str, Any], request: str, known: list[str]) -> dict[str, Any]:
-    """The tool as the model may fill it in: the calculator's expression may only use the
-    numbers of the request (and of earlier results), unit constants, functions and operators."""
-    if tool["function"]["name"] != "calculator":
-        return tool
-    from tools.calculator import request_numbers_pattern
-
+def constrained_tool(tool: dict[str, Any], request: str, known: list[str], images: list[str]) -> dict[str, Any]:
+    """The tool as the model may fill it in: an `image` argument is one of the attached images,
+    and the calculator's expression may only use the numbers of the request (and of earlier
+    results), unit constants, functions and operators."""
+    properties = tool["function"].get("parameters", {}).get("properties", {})
     tool = copy.deepcopy(tool)
-    expression = tool["function"]["parameters"]["properties"]["expression"]
-    expression["pattern"] = request_numbers_pattern("\n".join([request, *known]))
-    expression.pop("maxLength", None)
+    if "image" in properties and images:
+        tool["function"]["parameters"]["properties"]["image"] = {"enum": list(dict.fromkeys(images))}
+    if tool["function"]["name"] == "calculator" and "expression" in properties:
+        from tools.calculator import request_numbers_pattern
+
+        expression = tool["function"]["parameters"]["properties"]["expression"]
+        expression["pattern"] = request_numbers_pattern("\n".join([request, *known]))
+        expression.pop("maxLength", None)
     return tool
 
 
@@ -112,7 +115,7 @@ def call_request(ctx: AgentContext, state: AgentState, tool: dict[str, Any]) -> 
     name = tool["function"]["name"]
     request = prompts.user_message_text(state["request"], state.get("images", []))
     known = known_results(state)
-    tool = constrained_tool(tool, request, known)
+    tool = constrained_tool(tool, request, known, state.get("images", []))
     text = prompts.call_prompt(name, pick_demos(ctx, name, request), request, known)
     return ChatRequest(
         messages=[{"role": "user", "content": request}],
@@ -160,6 +163,31 @@ def result_value(result: Any) -> str:
     return text.strip()
 
 
+def compact(result: Any) -> str:
+    """A structured result as short "key: value" text a small model can quote from: scalars
+    as they are, lists of records by their first values ("dominant_colors: red 100%")."""
+    if not isinstance(result, dict):
+        return result_value(result)
+    parts = []
+    for key, value in result.items():
+        if key in ("image", "path", "ref") or value in (None, "", []):
+            continue
+        if isinstance(value, list):
+            items = []
+            for item in value[:4]:
+                if isinstance(item, dict):
+                    named = [str(v) for k, v in item.items() if isinstance(v, str) and not str(v).startswith("#")][:2]
+                    share = item.get("share")
+                    items.append(" ".join(named) + (f" {share:.0%}" if isinstance(share, (int, float)) else ""))
+                else:
+                    items.append(str(item))
+            value = ", ".join(items)
+        elif isinstance(value, dict):
+            value = json.dumps(value, ensure_ascii=False)[:80]
+        parts.append(f"{key.replace('_', ' ')}: {value}")
+    return "; ".join(parts)
+
+
 def passages(result: Any) -> list[dict[str, Any]]:
     if isinstance(result, list):
         return [p for p in result if isinstance(p, dict) and isinstance(p.get("text"), str)]
@@ -191,6 +219,16 @@ def evidence(ctx: AgentContext, request: str, hits: list[dict[str, Any]], n: int
     return [sentences[i] for i in best]
 
 
+def closest(ctx: AgentContext, request: str, texts: list[str], n: int) -> list[str]:
+    """The `n` texts most similar to the request, in their original order."""
+    encoder = getattr(ctx.router, "encoder", None)
+    if encoder is None or len(texts) <= n:
+        return texts[:n]
+    vectors = encoder.encode([*texts, request])
+    best = sorted(np.argsort(-(vectors[:-1] @ vectors[-1]))[:n])
+    return [texts[i] for i in best]
+
+
 def answer_request(ctx: AgentContext, state: AgentState) -> ChatRequest:
     request = prompts.user_message_text(state["request"], state.get("images", []))
     results = [e for e in state.get("step_log", []) if e["ok"]]
@@ -200,7 +238,7 @@ def answer_request(ctx: AgentContext, state: AgentState) -> ChatRequest:
         if hits:
             text = " ".join(f"[{i}] {passage_text(h)[:300]}" for i, h in enumerate(hits[:2], 1))
         else:
-            text = result_value(entry["result"])[:300]
+            text = compact(entry["result"])[:300]
         shown.append((entry["tool"], text))
     text = prompts.answer_prompt(request, shown)
     return ChatRequest(
@@ -216,12 +254,19 @@ def checked_answer(ctx: AgentContext, state: AgentState, reply: str) -> str:
     chinese = bool(_CJK.search(request))
     reply = prompts.strip_scaffolding(reply)
     results = [e for e in state.get("step_log", []) if e["ok"]]
-    values = [result_value(e["result"]) for e in results if not passages(e["result"])]
+    # Only numbers are checked: a reply may rightly say just part of a structured result.
+    values = [v for e in results if isinstance(e["result"], str) and _NUMBER.fullmatch((v := result_value(e["result"])).replace(",", "").lstrip("-"))]
     stated = _NUMBER.findall(reply.replace(",", ""))
     if values and (values[-1] not in reply or not stated or stated[-1] not in values[-1].replace(",", "")):
         # A small model misquotes numbers; the value the tool computed is the answer, and it
         # is the last number said (what a reader, and a checker, takes as the result).
         reply = (f"结果是 {values[-1]}。" if chinese else f"The result is {values[-1]}.")
+    records = [e["result"] for e in results if isinstance(e["result"], dict)]
+    if records and not values:
+        # A small model misreads records (it quotes the width for the height, or the worked
+        # example's numbers): the answer is the measured facts closest to the question.
+        facts = compact(records[-1]).split("; ")
+        reply = "; ".join(closest(ctx, request, facts, 2)) + ("。" if chinese else ".")
     hits = [h for e in results for h in passages(e["result"])]
     if hits:
         cited = evidence(ctx, request, hits)

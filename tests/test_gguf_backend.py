@@ -115,3 +115,25 @@ def test_the_model_file_is_shared_by_every_data_folder(tmp_path: Path) -> None:
     assert paths[0] == paths[1] and paths[0].is_relative_to(cache)
     assert len(list((cache / "gguf").glob("*.gguf"))) == 1
     assert not (tmp_path / "one" / "cache").exists() or not list((tmp_path / "one" / "cache").rglob("*.gguf"))
+
+
+@pytest.mark.parametrize(
+    ("question", "value"),
+    [("What is 17% of 2340?", "397.8"), ("一本书 28.5 元，买 6 本一共多少元？", "171"), ("A pen costs 1.25 dollars. How much do 8 pens cost?", "10")],
+)
+def test_the_readme_question_end_to_end(backend: GGUFBackend, tmp_path: Path, question: str, value: str) -> None:
+    """route → act (few-shot, numbers-only expression) → observe → respond on the real model."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from agent.config import Settings
+    from agent.runner import Agent, default_tools
+    from agent.tool_router import ToolRouter
+    from multimodal.text_embeddings import SentenceEncoder
+
+    settings = Settings(data_dir=tmp_path)
+    registry = default_tools(settings)
+    agent = Agent(settings, backend, registry, ToolRouter(registry, SentenceEncoder()), InMemorySaver())
+    result = asyncio.run(agent.arun(question, thread_id="readme"))
+    assert result.error is None and [s["tool"] for s in result.steps] == ["calculator"]
+    assert value in result.answer
+    assert "#" not in result.answer and "Question:" not in result.answer

@@ -1048,21 +1048,25 @@ EXAMPLES = [
 ]
 
 
-#: Unit constants a word problem may need without stating them (minutes, hours, days, percent...).
-_UNIT_NUMBERS = ("3600", "1000", "365", "100", "60", "24", "12", "10", "7", "4", "3", "2", "1")
-_FUNCTIONS = ("sqrt", "factorial", "binomial", "log", "exp", "sin", "cos", "tan", "pi", "gcd", "lcm", "floor", "ceil", "abs", "round")
+#: Unit constants a word problem may need without stating them (metres, minutes, hours, days,
+#: percent...) and single digits (counts for averages, "1 - 25%", squares).
+_UNIT_NUMBERS = ("3600", "1000", "365", "100", "60", "24", "12", "10", *"987654321")
+_FUNCTIONS = ("sqrt", "factorial", "binomial", "log", "exp", "sin", "cos", "tan", "gcd", "lcm", "floor", "ceil", "abs", "round")
 _NUMBER = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
 
 
 def request_numbers_pattern(request: str) -> str:
-    """A regex for expressions built from the request's own numbers, unit constants, function
-    names and operators. A small model that fills in the expression under this pattern cannot
-    copy prose ("17% of 2340 = 17") or invent numbers the problem does not contain."""
+    """A regex for expressions over the request's own numbers, unit constants and functions:
+    operands joined by operators, never two numbers side by side. A small model that writes the
+    expression under this pattern cannot copy prose ("17% of 2340 = 17"), glue numbers together
+    or invent numbers the problem does not contain."""
     numbers = set(_UNIT_NUMBERS)
     for found in _NUMBER.findall(unicodedata.normalize("NFKC", request)):
         numbers.update({found, found.replace(",", "")})
-    options = sorted((re.escape(n) for n in numbers), key=len, reverse=True)
-    return "^(?:" + "|".join([*options, *_FUNCTIONS]) + r"|[-+*/%^(). ])+$"
+    atom = "(?:" + "|".join([*sorted((re.escape(n) for n in numbers), key=len, reverse=True), "pi"]) + ")%?"
+    opening = r"(?:\(|(?:" + "|".join(_FUNCTIONS) + r")\()*"
+    operand = opening + atom + r"\)*"
+    return "^" + operand + r"(?: ?[-+*/^,] ?" + operand + ")*$"
 
 
 def calculator_tool() -> Tool:
