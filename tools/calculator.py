@@ -1051,8 +1051,7 @@ EXAMPLES = [
 #: Unit constants a word problem may need without stating them (metres, minutes, hours, days,
 #: percent...) and single digits (counts for averages, "1 - 25%", squares).
 _UNIT_NUMBERS = ("3600", "1000", "365", "100", "60", "24", "12", "10", *"987654321")
-_FUNCTIONS = ("sqrt", "factorial", "binomial", "log", "exp", "sin", "cos", "tan", "gcd", "lcm", "floor", "ceil", "abs", "round")
-_NUMBER = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
+_REQUEST_NUMBER = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
 
 
 def request_numbers_pattern(request: str) -> str:
@@ -1061,10 +1060,10 @@ def request_numbers_pattern(request: str) -> str:
     expression under this pattern cannot copy prose ("17% of 2340 = 17"), glue numbers together
     or invent numbers the problem does not contain."""
     numbers = set(_UNIT_NUMBERS)
-    for found in _NUMBER.findall(unicodedata.normalize("NFKC", request)):
+    for found in _REQUEST_NUMBER.findall(unicodedata.normalize("NFKC", request)):
         numbers.update({found, found.replace(",", "")})
     atom = "(?:" + "|".join([*sorted((re.escape(n) for n in numbers), key=len, reverse=True), "pi"]) + ")%?"
-    opening = r"(?:\(|(?:" + "|".join(_FUNCTIONS) + r")\()*"
+    opening = r"(?:\(|(?:" + "|".join(sorted(_FUNCTIONS, key=len, reverse=True)) + r")\()*"
     operand = opening + atom + r"\)*"
     return "^" + operand + r"(?: ?[-+*/^,] ?" + operand + ")*$"
 
