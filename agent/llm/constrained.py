@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.llm.base import ChatRequest, LLMError
+from agent.llm.base import ChatReply, ChatRequest, LLMError, ToolCall
 
 TRANSCRIPT_STOPS = ("\nUser:", "\nSystem:", "\nTool result", "\nAssistant:", "[called tool", "Tool result (")
 
@@ -300,3 +300,32 @@ def plan_output(request: ChatRequest, max_items: int | None = None) -> OutputPla
         instruction += ' To answer without a tool, reply with only {"answer": "<your answer>"}.'
     schema = tool_choice_schema(tools, allow_answer=choice == "auto")
     return OutputPlan("choice", instruction, _cap_arrays(schema, max_items), tools)
+
+
+def reply_from_json(spec: str, plan: OutputPlan, request: ChatRequest, text: str) -> ChatReply:
+    """The reply a grammar-constrained JSON document stands for, checked against its schema
+    once more (a schema keyword the grammar compiler ignores must not let a bad call through)."""
+    try:
+        # strict=False: xgrammar's length-bounded string rule admits raw control characters,
+        # which strict JSON forbids; they are re-escaped when the value is serialised again.
+        value = json.loads(text, strict=False)
+    except ValueError as exc:
+        raise LLMError(f"internal error: grammar-constrained output is not JSON: {text[:200]!r}") from exc
+
+    def require_valid(value: Any, schema: dict[str, Any], what: str) -> None:
+        errors = validate_against_schema(value, schema)
+        if errors:
+            raise LLMError(f"{spec} produced {what} that violate the schema despite the grammar: {'; '.join(errors[:3])}")
+
+    if plan.kind == "json":
+        require_valid(value, request.response_schema or {}, "reply")
+        return ChatReply(content=json.dumps(value, ensure_ascii=False))
+    if plan.kind == "arguments":
+        assert plan.tool is not None
+        require_valid(value, tool_parameters(plan.tool), f"arguments of {tool_name(plan.tool)}")
+        return ChatReply(tool_calls=[ToolCall(name=tool_name(plan.tool), arguments=value)])
+    if "answer" in value:
+        return ChatReply(content=str(value["answer"]))
+    tool = next(t for t in plan.tools if tool_name(t) == value["name"])
+    require_valid(value["arguments"], tool_parameters(tool), f"arguments of {value['name']}")
+    return ChatReply(tool_calls=[ToolCall(name=value["name"], arguments=value["arguments"])])

@@ -30,15 +30,13 @@ from typing import Any
 import numpy as np
 
 from agent.config import Settings
-from agent.llm.base import ChatBackend, ChatReply, ChatRequest, LLMError, TokenCallback, ToolCall
+from agent.llm.base import ChatBackend, ChatReply, ChatRequest, LLMError, TokenCallback
 from agent.llm.constrained import (
     TRANSCRIPT_STOPS,
     OutputPlan,
     plan_output,
     render_transcript,
-    tool_name,
-    tool_parameters,
-    validate_against_schema,
+    reply_from_json,
 )
 from agent.llm.json_budget import Budget, fit_budget, grammar_schema
 from agent.llm.text_cleanup import cut_repetition
@@ -355,27 +353,7 @@ class GGUFBackend(ChatBackend):
             # json_budget makes this unreachable; kept so a bug shows as an error, not bad JSON.
             raise LLMError(f"internal error: {self.spec} did not finish a grammar-constrained reply")
         text = runtime.model.detokenize([t for t in generated if t not in runtime.stop_ids]).strip()
-        try:
-            value = json.loads(text, strict=False)
-        except ValueError as exc:
-            raise LLMError(f"internal error: grammar-constrained output is not JSON: {text[:200]!r}") from exc
-        if plan.kind == "json":
-            self._require_valid(value, request.response_schema or {}, "reply")
-            return ChatReply(content=json.dumps(value, ensure_ascii=False))
-        if plan.kind == "arguments":
-            assert plan.tool is not None
-            self._require_valid(value, tool_parameters(plan.tool), f"arguments of {tool_name(plan.tool)}")
-            return ChatReply(tool_calls=[ToolCall(name=tool_name(plan.tool), arguments=value)])
-        if "answer" in value:
-            return ChatReply(content=str(value["answer"]))
-        tool = next(t for t in plan.tools if tool_name(t) == value["name"])
-        self._require_valid(value["arguments"], tool_parameters(tool), f"arguments of {value['name']}")
-        return ChatReply(tool_calls=[ToolCall(name=value["name"], arguments=value["arguments"])])
-
-    def _require_valid(self, value: Any, schema: dict[str, Any], what: str) -> None:
-        errors = validate_against_schema(value, schema)
-        if errors:
-            raise LLMError(f"{self.spec} produced {what} that violate the schema despite the grammar: {'; '.join(errors[:3])}")
+        return reply_from_json(self.spec, plan, request, text)
 
 
 def _hit_stop(text: str, stops: tuple[str, ...]) -> bool:

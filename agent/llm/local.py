@@ -51,7 +51,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from agent.config import Settings
-from agent.llm.base import ChatBackend, ChatReply, ChatRequest, LLMError, TokenCallback, ToolCall
+from agent.llm.base import ChatBackend, ChatReply, ChatRequest, LLMError, TokenCallback
 from agent.llm.constrained import (  # noqa: F401 - re-exported: tests and benches import them from here
     TRANSCRIPT_STOPS,
     OutputPlan,
@@ -60,6 +60,7 @@ from agent.llm.constrained import (  # noqa: F401 - re-exported: tests and bench
     _tools_text,
     plan_output,
     render_transcript,
+    reply_from_json,
     tool_choice_schema,
     tool_name,
     tool_parameters,
@@ -545,27 +546,4 @@ class LocalBackend(ChatBackend):
             )
         body = [t for t in generated if t not in runtime.stop_ids]
         text = runtime.lm.tokenizer.decode(body, skip_special_tokens=True, clean_up_tokenization_spaces=False).strip()
-        try:
-            # strict=False: xgrammar's length-bounded string rule admits raw control characters,
-            # which strict JSON forbids; they are re-escaped when the value is serialised again.
-            value = json.loads(text, strict=False)
-        except ValueError as exc:
-            raise LLMError(f"internal error: grammar-constrained output is not JSON: {text[:200]!r}") from exc
-
-        if plan.kind == "json":
-            self._require_valid(value, request.response_schema or {}, "reply")
-            return ChatReply(content=json.dumps(value, ensure_ascii=False))
-        if plan.kind == "arguments":
-            assert plan.tool is not None
-            self._require_valid(value, tool_parameters(plan.tool), f"arguments of {tool_name(plan.tool)}")
-            return ChatReply(tool_calls=[ToolCall(name=tool_name(plan.tool), arguments=value)])
-        if "answer" in value:
-            return ChatReply(content=str(value["answer"]))
-        tool = next(t for t in plan.tools if tool_name(t) == value["name"])
-        self._require_valid(value["arguments"], tool_parameters(tool), f"arguments of {value['name']}")
-        return ChatReply(tool_calls=[ToolCall(name=value["name"], arguments=value["arguments"])])
-
-    def _require_valid(self, value: Any, schema: dict[str, Any], what: str) -> None:
-        errors = validate_against_schema(value, schema)
-        if errors:
-            raise LLMError(f"{self.spec} produced {what} that violate the schema despite the grammar: {'; '.join(errors[:3])}")
+        return reply_from_json(self.spec, plan, request, text)
