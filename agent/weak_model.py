@@ -40,12 +40,14 @@ def uses_weak_model(ctx: AgentContext) -> bool:
 
 
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+#: A quantity, not part of a name: "GPT-2", "175B" and "8bit" are not numbers to compute with.
+_QUANTITY = re.compile(r"(?<![A-Za-z_\-\d.,])\d+(?:[.,]\d+)*(?![A-Za-z_\d]|[.,]\d)")
 
 
 def numeric_fallback(request: str, available: set[str]) -> str | None:
-    """The calculator for a request the router left alone that states two or more numbers:
+    """The calculator for a request the router left alone that states two or more quantities:
     word problems ("3 shirts at 12.5 dollars each") read like prose, not like arithmetic."""
-    if "calculator" in available and len(_NUMBER.findall(request)) >= 2:
+    if "calculator" in available and len(_QUANTITY.findall(request)) >= 2:
         return "calculator"
     return None
 

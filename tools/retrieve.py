@@ -32,6 +32,10 @@ EXAMPLES = [
     "在我的文档里查一下知识蒸馏是什么",
     "资料库里关于幻觉的内容有哪些？",
     "根据我的笔记，Decoder only 结构有什么优点？",
+    "In my notes, how does beam search differ from greedy decoding?",
+    "What do my documents say the context window of BERT is?",
+    "根据我的笔记，Prompt Tuning 和 Prefix Tuning 有什么区别？",
+    "我的笔记里 MoE 模型的路由是怎么工作的？",
 ]
 _MARKER = re.compile(r"<{2,}\s*/?\s*(?:quoted|end)[^>]*>{2,}|\[\s*(?:BEGIN|END)\s+QUOTED[^\]]*\]", re.IGNORECASE)
 
