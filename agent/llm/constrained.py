@@ -8,13 +8,16 @@ without a chat template reads, and the schema check behind every grammar.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import re
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.llm.base import ChatReply, ChatRequest, LLMError, ToolCall
+from agent.llm.base import ChatReply, ChatRequest, LLMError, TokenCallback, ToolCall
 
 TRANSCRIPT_STOPS = ("\nUser:", "\nSystem:", "\nTool result", "\nAssistant:", "[called tool", "Tool result (")
 
@@ -329,3 +332,33 @@ def reply_from_json(spec: str, plan: OutputPlan, request: ChatRequest, text: str
     tool = next(t for t in plan.tools if tool_name(t) == value["name"])
     require_valid(value["arguments"], tool_parameters(tool), f"arguments of {value['name']}")
     return ChatReply(tool_calls=[ToolCall(name=value["name"], arguments=value["arguments"])])
+
+
+SyncWork = Callable[[ChatRequest, "Callable[[str], None] | None", threading.Event], ChatReply]
+
+
+async def complete_in_worker(work: SyncWork, request: ChatRequest, on_token: TokenCallback | None) -> ChatReply:
+    """Run an in-process model's blocking `work(request, emit, cancel)` in a worker thread.
+
+    Tokens reach `on_token` on the event loop's thread; a cancelled caller sets `cancel`, so
+    the worker stops at its next token instead of holding the model lock."""
+    loop = asyncio.get_running_loop()
+    emit = None
+    if on_token is not None:
+        def emit(piece: str) -> None:
+            loop.call_soon_threadsafe(on_token, piece)
+
+    cancel = threading.Event()
+    try:
+        return await asyncio.to_thread(work, request, emit, cancel)
+    except asyncio.CancelledError:
+        cancel.set()
+        raise
+
+
+def max_new_tokens(request: ChatRequest, settings: Any) -> int:
+    """The request's token budget, capped by `limits.max_new_tokens` when settings are given."""
+    limit = request.max_tokens
+    if settings is not None:
+        limit = min(limit, settings.limits.max_new_tokens)
+    return max(1, limit)

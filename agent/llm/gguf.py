@@ -18,7 +18,6 @@ Decoding happens here, token by token, on the logits llama.cpp returns:
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import gc
 import json
@@ -34,12 +33,14 @@ from agent.llm.base import ChatBackend, ChatReply, ChatRequest, LLMError, TokenC
 from agent.llm.constrained import (
     TRANSCRIPT_STOPS,
     OutputPlan,
+    complete_in_worker,
+    max_new_tokens,
     plan_output,
     render_transcript,
     reply_from_json,
 )
 from agent.llm.json_budget import Budget, fit_budget, grammar_schema
-from agent.llm.text_cleanup import cut_repetition
+from agent.llm.text_cleanup import cut_at_stop, cut_repetition, stream_holdback
 from multimodal.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -244,26 +245,9 @@ class GGUFBackend(ChatBackend):
             self._runtime = None
 
     async def complete(self, request: ChatRequest, *, on_token: TokenCallback | None = None, session: str = "default") -> ChatReply:
-        loop = asyncio.get_running_loop()
-        emit = None
-        if on_token is not None:
-            def emit(piece: str) -> None:
-                loop.call_soon_threadsafe(on_token, piece)
-
-        cancel = threading.Event()
-        try:
-            return await asyncio.to_thread(self._complete_sync, request, emit, cancel)
-        except asyncio.CancelledError:
-            cancel.set()
-            raise
+        return await complete_in_worker(self._complete_sync, request, on_token)
 
     # -- the work, in a worker thread ---------------------------------------------------------
-
-    def _max_new_tokens(self, request: ChatRequest) -> int:
-        limit = request.max_tokens
-        if self.settings is not None:
-            limit = min(limit, self.settings.limits.max_new_tokens)
-        return max(1, limit)
 
     def _complete_sync(self, request: ChatRequest, emit: Callable[[str], None] | None, cancel: threading.Event) -> ChatReply:
         runtime = self._ensure_runtime()
@@ -275,7 +259,7 @@ class GGUFBackend(ChatBackend):
             text = render_transcript(request.messages, prompt_tools, plan.instruction)
             stops = (*TRANSCRIPT_STOPS, *request.stop)
         prompt = runtime.model.tokenize(text, add_bos=True)
-        max_new = self._max_new_tokens(request)
+        max_new = max_new_tokens(request, self.settings)
         constraint = None
         if plan.grammar_schema is not None:
             schema = grammar_schema(plan.grammar_schema, MAX_ARRAY_ITEMS)
@@ -345,8 +329,7 @@ class GGUFBackend(ChatBackend):
 
     def _visible_text(self, runtime: _Runtime, generated: list[int], stops: tuple[str, ...]) -> str:
         text = runtime.model.detokenize([t for t in generated if t not in runtime.stop_ids])
-        cut = min((i for s in stops if (i := text.find(s)) >= 0), default=len(text))
-        return cut_repetition(text[:cut]).strip()
+        return cut_repetition(cut_at_stop(text, stops)).strip()
 
     def _interpret(self, plan: OutputPlan, request: ChatRequest, runtime: _Runtime, generated: list[int], constraint: JsonConstraint) -> ChatReply:
         if not constraint.finished():
@@ -362,5 +345,4 @@ def _hit_stop(text: str, stops: tuple[str, ...]) -> bool:
 
 def _holdback(text: str, stops: tuple[str, ...]) -> str:
     """What may be shown of streamed text: nothing that could still become a stop string."""
-    hold = max((k for s in stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
-    return text[: len(text) - hold].rstrip("\ufffd").rstrip()
+    return text[: len(text) - stream_holdback(text, stops)].rstrip("\ufffd").rstrip()

@@ -38,7 +38,6 @@ at an imitated "[called tool" / "Tool result (" marker, since no tool runs insid
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import logging
@@ -58,6 +57,8 @@ from agent.llm.constrained import (  # noqa: F401 - re-exported: tests and bench
     _native_messages,
     _simplified_messages,
     _tools_text,
+    complete_in_worker,
+    max_new_tokens,
     plan_output,
     render_transcript,
     reply_from_json,
@@ -66,6 +67,7 @@ from agent.llm.constrained import (  # noqa: F401 - re-exported: tests and bench
     tool_parameters,
     validate_against_schema,
 )
+from agent.llm.text_cleanup import cut_at_stop, stream_holdback
 from multimodal.llm_loader import LoadedLM, load_bundled_model, load_hf_model
 
 logger = logging.getLogger(__name__)
@@ -226,9 +228,7 @@ class _StopCriteria(StoppingCriteria):
         return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
 
 
-def _cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
-    cut = min((i for s in stops if (i := text.find(s)) >= 0), default=len(text))
-    return text[:cut]
+_cut_at_stop = cut_at_stop  # the old name, which tests import
 
 
 class _TextStreamer:
@@ -246,7 +246,7 @@ class _TextStreamer:
         text = _cut_at_stop(text, self.stops)
         if final:
             return text.rstrip()
-        hold = max((k for s in self.stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
+        hold = stream_holdback(text, self.stops)
         # Half a UTF-8 character decodes as U+FFFD; trailing whitespace may precede a stop string.
         return text[: len(text) - hold].rstrip("\ufffd").rstrip()
 
@@ -406,19 +406,7 @@ class LocalBackend(ChatBackend):
     async def complete(
         self, request: ChatRequest, *, on_token: TokenCallback | None = None, session: str = "default"
     ) -> ChatReply:
-        loop = asyncio.get_running_loop()
-        emit = None
-        if on_token is not None:
-            # Generation runs in a worker thread; hand tokens to the callback on the loop's thread.
-            def emit(piece: str) -> None:
-                loop.call_soon_threadsafe(on_token, piece)
-
-        cancel = threading.Event()
-        try:
-            return await asyncio.to_thread(self._complete_sync, request, emit, cancel)
-        except asyncio.CancelledError:
-            cancel.set()  # stop the worker at its next token instead of holding the model lock
-            raise
+        return await complete_in_worker(self._complete_sync, request, on_token)
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"spec": self.spec, "loaded": self.loaded, "constrained": self.constrained}
@@ -448,12 +436,6 @@ class LocalBackend(ChatBackend):
 
     # -- the work, in a worker thread ---------------------------------------------------------
 
-    def _max_new_tokens(self, request: ChatRequest) -> int:
-        limit = request.max_tokens
-        if self.settings is not None:
-            limit = min(limit, self.settings.limits.max_new_tokens)
-        return max(1, limit)
-
     def _complete_sync(
         self, request: ChatRequest, emit: Callable[[str], None] | None, cancel: threading.Event
     ) -> ChatReply:
@@ -469,7 +451,7 @@ class LocalBackend(ChatBackend):
         input_ids = encoded["input_ids"].to(lm.model.device)
         attention_mask = encoded["attention_mask"].to(lm.model.device)
         prompt_len = int(input_ids.shape[1])
-        max_new = self._fit_context(prompt_len, self._max_new_tokens(request))
+        max_new = self._fit_context(prompt_len, max_new_tokens(request, self.settings))
 
         stops = TRANSCRIPT_STOPS if prompt.style == "transcript" and compiled is None else ()
         constraint = (

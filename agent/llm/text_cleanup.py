@@ -34,3 +34,14 @@ def cut_repetition(text: str) -> str:
     if loop and len(loop.group(1).strip()) > 0 and not loop.group(1).isdigit():
         cut = min(cut, loop.start() + len(loop.group(1)))
     return text[:cut].rstrip()
+
+
+def cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
+    """`text` before the first of the stop strings."""
+    cut = min((i for s in stops if (i := text.find(s)) >= 0), default=len(text))
+    return text[:cut]
+
+
+def stream_holdback(text: str, stops: tuple[str, ...]) -> int:
+    """How many trailing characters of streamed text to hold back: they may still become a stop string."""
+    return max((k for s in stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
