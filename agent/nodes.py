@@ -204,16 +204,8 @@ def offered_tools(ctx: AgentContext, state: AgentState, context: str | None) -> 
         # twice: a weak model repeats the same bad arguments).
         failures = Counter(e["tool"] for e in state.get("step_log", []) if not e["ok"])
         exclude = set(state.get("called_ok", [])) | {tool for tool, n in failures.items() if n >= 2}
-        chosen = [r.name for r in ctx.router.select(state["request"], None, "router", routing.top_k, routing.threshold, exclude)]
-        if ctx.backend.completion_style and state.get("called_ok"):
-            # A weak model's turn has its result; only arithmetic on it may follow (the size of
-            # an image -> its pixel count), or it would go on through every tool that scores.
-            chosen = [name for name in chosen if name == "calculator"]
-        if not chosen and not state.get("step_log") and (allowed := set(registry.names()) - exclude):
-            if ctx.router.allowed is not None:
-                allowed &= ctx.router.allowed
-            chosen = [name] if (name := weak_model.numeric_fallback(state["request"], allowed)) else []
-        return registry.openai_schemas(chosen)
+        chosen = ctx.router.select(state["request"], None, "router", routing.top_k, routing.threshold, exclude)
+        return registry.openai_schemas(weak_model.routed_tools(ctx, state, [r.name for r in chosen], exclude))
     if ctx.router is None or len(registry) <= routing.top_k:
         return registry.openai_schemas()  # few tools: ranking would only cost time
     chosen = ctx.router.select(state["request"], context, "model", routing.top_k, routing.threshold, set())

@@ -44,6 +44,20 @@ _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 _QUANTITY = re.compile(r"(?<![A-Za-z_\-\d.,])\d+(?:[.,]\d+)*(?![A-Za-z_\d]|[.,]\d)")
 
 
+def routed_tools(ctx: AgentContext, state: AgentState, chosen: list[str], exclude: set[str]) -> list[str]:
+    """The router policy's pick, adjusted for weak models: after a result only arithmetic on it
+    may follow, and a word problem nobody picked goes to the calculator."""
+    if ctx.backend.completion_style and state.get("called_ok"):
+        # A weak model's turn has its result; only arithmetic on it may follow (the size of
+        # an image -> its pixel count), or it would go on through every tool that scores.
+        chosen = [name for name in chosen if name == "calculator"]
+    if not chosen and not state.get("step_log") and (allowed := set(ctx.registry.names()) - exclude):
+        if ctx.router.allowed is not None:
+            allowed &= ctx.router.allowed
+        chosen = [name] if (name := numeric_fallback(state["request"], allowed)) else []
+    return chosen
+
+
 def numeric_fallback(request: str, available: set[str]) -> str | None:
     """The calculator for a request the router left alone that states two or more quantities:
     word problems ("3 shirts at 12.5 dollars each") read like prose, not like arithmetic."""
@@ -73,16 +87,23 @@ async def route(state: AgentState, runtime: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------- act
 
 
+def similarities(ctx: AgentContext, request: str, texts: list[str]) -> np.ndarray | None:
+    """Cosine similarity of each text to the request (None without an encoder, or no texts)."""
+    encoder = getattr(ctx.router, "encoder", None)
+    if encoder is None or not texts:
+        return None
+    vectors = encoder.encode([*texts, request])
+    return vectors[:-1] @ vectors[-1]
+
+
 def pick_demos(ctx: AgentContext, tool: str, request: str, k: int = DEMOS_PER_CALL) -> list[Demo]:
     """The `k` worked examples of `tool` most similar to `request`, the most similar last
     (nearest the request, where a base model looks)."""
     demos = demonstrations(tool)
-    encoder = getattr(ctx.router, "encoder", None)
-    if len(demos) <= k or encoder is None:
+    scores = similarities(ctx, request, [d[0] for d in demos]) if len(demos) > k else None
+    if scores is None:
         return demos[-k:]
-    vectors = encoder.encode([d[0] for d in demos] + [request])
-    order = np.argsort(vectors[:-1] @ vectors[-1])[-k:]  # ascending: the best comes last
-    return [demos[i] for i in order]
+    return [demos[i] for i in np.argsort(scores)[-k:]]  # ascending: the best comes last
 
 
 def known_results(state: AgentState, limit: int = 300) -> list[str]:
@@ -210,25 +231,20 @@ def evidence(ctx: AgentContext, request: str, hits: list[dict[str, Any]], n: int
         for sentence in re.split(r"(?<=[。！？!?；;.])\s*", passage_text(hit)):
             if len(sentence.strip()) >= 8:
                 sentences.append((number, sentence.strip()[:300], str(hit.get("source", ""))))
-    encoder = getattr(ctx.router, "encoder", None)
-    if not sentences or encoder is None:
+    scores = similarities(ctx, request, [s for _, s, _ in sentences])
+    if scores is None:
         return sentences[:n]
-    vectors = encoder.encode([s for _, s, _ in sentences] + [request])
-    scores = vectors[:-1] @ vectors[-1]
     # Earlier passages rank higher in the retriever: a small prior keeps ties with them.
     scores = scores - 0.01 * np.asarray([number for number, _, _ in sentences])
-    best = sorted(np.argsort(-scores)[:n])
-    return [sentences[i] for i in best]
+    return [sentences[i] for i in sorted(np.argsort(-scores)[:n])]
 
 
 def closest(ctx: AgentContext, request: str, texts: list[str], n: int) -> list[str]:
     """The `n` texts most similar to the request, in their original order."""
-    encoder = getattr(ctx.router, "encoder", None)
-    if encoder is None or len(texts) <= n:
+    scores = similarities(ctx, request, texts) if len(texts) > n else None
+    if scores is None:
         return texts[:n]
-    vectors = encoder.encode([*texts, request])
-    best = sorted(np.argsort(-(vectors[:-1] @ vectors[-1]))[:n])
-    return [texts[i] for i in best]
+    return [texts[i] for i in sorted(np.argsort(-scores)[:n])]
 
 
 def answer_request(ctx: AgentContext, state: AgentState) -> ChatRequest:
