@@ -35,7 +35,6 @@ import argparse
 import itertools
 import json
 import math
-import os
 import re
 import subprocess
 import sys
@@ -50,7 +49,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tests.processes import free_port, stop, wait_until_up  # noqa: E402
+from tests.processes import free_port, server_env, stop, wait_until_up  # noqa: E402
 from tests.ui_server import mmagent_command  # noqa: E402
 
 CASES = ROOT / "bench" / "client_tools.jsonl"
@@ -407,25 +406,13 @@ def oracle(cases: list[dict[str, Any]]):
 # ---------------------------------------------------------------- server
 
 
-def server_env(data_dir: Path, llm: str, extra: dict[str, str]) -> dict[str, str]:
-    # The server's settings come from this run alone; OPENAI_* only reaches an openai: backend.
-    drop = ("MMAGENT_",) if llm.startswith("openai:") else ("MMAGENT_", "OPENAI_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
-    env.update({
-        "MMAGENT_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-        "MMAGENT_KNOWLEDGE__WEB_SEARCH": "false",  # loopback only
-        "PYTHONPATH": str(ROOT), **extra,
-    })
-    return env
-
-
 @contextmanager
 def mmagent_server(llm: str, data_dir: Path, log_path: Path, timeout_s: float, extra_env: dict[str, str]):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [*mmagent_command(), "serve", "--host", "127.0.0.1", "--port", str(port), "--llm", llm]
     with open(log_path, "w") as log:
-        env = server_env(data_dir, llm, extra_env)
+        env = server_env(data_dir, extra_env, keep_openai=llm.startswith("openai:"))
         proc = subprocess.Popen(command, cwd=data_dir.parent, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             try:

@@ -49,7 +49,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tests.processes import free_port, stop, wait_until_up  # noqa: E402
+from tests.processes import free_port, server_env, stop, wait_until_up  # noqa: E402
 from tests.ui_server import mmagent_command  # noqa: E402
 
 TOKEN = re.compile(r"tok[0-9a-f]{32}")
@@ -328,16 +328,6 @@ def scripted_turns(turns: int) -> list[dict[str, Any]]:
             {"role": "assistant", "content": "Done: 6*7 = 42, and your secret is safe with me."},
         ]
     return lines
-
-
-def server_env(data_dir: Path, extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MMAGENT_", "OPENAI_"))}
-    env.update({
-        "MMAGENT_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-        "MMAGENT_KNOWLEDGE__WEB_SEARCH": "false",  # loopback only
-        "PYTHONPATH": str(ROOT), **extra,
-    })
-    return env
 
 
 @contextmanager

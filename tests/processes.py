@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -10,6 +11,23 @@ import time
 from pathlib import Path
 
 import httpx
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def server_env(data_dir: Path, extra: dict[str, str], *, keep_openai: bool = False) -> dict[str, str]:
+    """The environment of an `mmagent serve` a bench starts: settings from this run alone
+    (no MMAGENT_* of the caller; OPENAI_* only when `keep_openai`, for an openai: backend),
+    hub offline, web search off (loopback only)."""
+    drop = ("MMAGENT_",) if keep_openai else ("MMAGENT_", "OPENAI_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    env.update({
+        "MMAGENT_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+        "MMAGENT_KNOWLEDGE__WEB_SEARCH": "false",
+        "PYTHONPATH": str(ROOT), **extra,
+    })
+    return env
 
 
 def free_port() -> int:
