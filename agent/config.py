@@ -168,8 +168,9 @@ class Settings(BaseSettings):
 
     # Paths derived from data_dir, so that one variable isolates a run.
     @property
-    def cache_dir(self) -> Path:
-        """Caches of this data folder's own data (embeddings of its documents, eval workspaces)."""
+    def data_cache_dir(self) -> Path:
+        """Caches of this data folder's own data (embeddings of its documents, eval workspaces).
+        Not `cache_dir`: that name (MMAGENT_CACHE_DIR) is the model cache every data folder shares."""
         return self.data_dir / "cache"
 
     @property

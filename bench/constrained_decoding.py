@@ -125,12 +125,12 @@ def free_call(backend: LocalBackend, tool: dict[str, Any], prompt: str, max_toke
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cache-dir", type=Path, default=None, help="default: the app's cache dir (MMAGENT_DATA_DIR/cache)")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="default: the shared model cache (MMAGENT_CACHE_DIR)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--verbose", action="store_true", help="print every output")
     args = parser.parse_args()
-    cache_dir = args.cache_dir or Settings().cache_dir
+    cache_dir = args.cache_dir or Settings().models_cache_dir
 
     started = time.perf_counter()
     lm = load_bundled_model(cache_dir, args.device)

@@ -131,7 +131,7 @@ def main() -> None:
     spec = args.embedding or base.knowledge.embedding
     tmp = Path(tempfile.mkdtemp(prefix="mmagent-rag-"))
     # The app's cache by default, so reruns embed nothing; --cold measures embedding too.
-    cache = tmp / "embeddings.sqlite" if args.cold else base.cache_dir / "embeddings.sqlite"
+    cache = tmp / "embeddings.sqlite" if args.cold else base.data_cache_dir / "embeddings.sqlite"
     print(f"corpus {CORPUS}  questions {len(questions)} "
           f"(zh {sum(q['lang'] == 'zh' for q in questions)}, en {sum(q['lang'] == 'en' for q in questions)})  data {tmp}")
 

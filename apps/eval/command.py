@@ -60,7 +60,7 @@ def eval_command(suites: tuple[str, ...], llms: tuple[str, ...], output: Path | 
         raise UserError(f"two suites share a name ({', '.join(sorted({n for n in names if names.count(n) > 1}))}); rename one")
     output = output or settings.data_dir / "eval-results" / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     output.mkdir(parents=True, exist_ok=True)
-    work = Workspace(settings, work_dir or settings.cache_dir / "eval", corpus.expanduser().resolve())
+    work = Workspace(settings, work_dir or settings.data_cache_dir / "eval", corpus.expanduser().resolve())
     try:
         with _env_default("HF_HUB_OFFLINE", "1"):
             rows = asyncio.run(_evaluate(work, read, models, output, limit=limit, concurrency=concurrency, trials=trials))

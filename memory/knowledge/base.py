@@ -45,7 +45,7 @@ class KnowledgeBase:
             from multimodal.embeddings import make_embedder
 
             self._embedder = make_embedder(
-                self.config.embedding, self.settings.cache_dir / "embeddings.sqlite", encoder=self._encoder, device=_device(self.settings)
+                self.config.embedding, self.settings.data_cache_dir / "embeddings.sqlite", encoder=self._encoder, device=_device(self.settings)
             )
         return self._embedder
 
