@@ -49,3 +49,18 @@ def test_fit_budget_shrinks_strings_to_fit_and_reports_what_it_needs() -> None:
     assert tight.string_tokens < 40 and tight.worst_case <= 300
     impossible = fit_budget(schema, 10, 40)
     assert impossible.string_tokens == 4 and impossible.worst_case > 10  # the caller raises its budget
+
+
+def test_the_lexer_follows_strings_escapes_and_numbers() -> None:
+    from agent.llm.json_budget import JsonLexer
+
+    lexer = JsonLexer()
+    for piece in (b'{"a', b"b", b'\\"', b"c"):
+        lexer.feed(piece)
+    assert lexer.in_string and lexer.string_tokens == 3  # an escaped quote does not close it
+    lexer.feed(b'", "n": 12')
+    assert not lexer.in_string and lexer.in_number and lexer.number_tokens == 0
+    lexer.feed(b"34")
+    assert lexer.number_tokens == 1
+    lexer.feed(b"}")
+    assert not lexer.in_number

@@ -39,7 +39,7 @@ from agent.llm.constrained import (
     render_transcript,
     reply_from_json,
 )
-from agent.llm.json_budget import Budget, fit_budget, grammar_schema
+from agent.llm.json_budget import Budget, JsonLexer, fit_budget, grammar_schema
 from agent.llm.text_cleanup import cut_at_stop, cut_repetition, stream_holdback
 from multimodal.errors import ModelLoadError
 
@@ -104,8 +104,7 @@ class JsonConstraint:
         self.matcher = xgr.GrammarMatcher(compiled, override_stop_tokens=runtime.stop_ids)
         self.bitmask = xgr.allocate_token_bitmask(1, runtime.model.n_vocab)
         self.budget = budget
-        self.in_string = self.escaped = self.in_number = False
-        self.string_tokens = self.number_tokens = 0
+        self.lexer = JsonLexer()
 
     def done(self) -> bool:
         return self.matcher.is_terminated()
@@ -116,7 +115,7 @@ class JsonConstraint:
     def accept(self, token: int) -> None:
         if not self.matcher.accept_token(token):
             raise LLMError(f"internal error: token {token} violates the output grammar")
-        self._track(self.runtime.token_bytes[token])
+        self.lexer.feed(self.runtime.token_bytes[token])
 
     def forced_text(self) -> str:
         """Text the grammar allows as the only continuation (jump-forward), else ""."""
@@ -125,28 +124,7 @@ class JsonConstraint:
     def accept_text(self, text: str) -> None:
         if not self.matcher.accept_string(text):
             raise LLMError("internal error: forced text violates the output grammar")
-        self._track(text.encode("utf-8"))
-
-    def _track(self, data: bytes) -> None:
-        for byte in data:
-            if self.in_string:
-                if self.escaped:
-                    self.escaped = False
-                elif byte == 0x5C:
-                    self.escaped = True
-                elif byte == 0x22:
-                    self.in_string = False
-            elif byte == 0x22:
-                self.in_string, self.string_tokens, self.in_number = True, -1, False
-            elif chr(byte) in "0123456789-+.eE":
-                if not self.in_number:
-                    self.in_number, self.number_tokens = True, -1
-            else:
-                self.in_number = False
-        if self.in_string:
-            self.string_tokens += 1
-        if self.in_number:
-            self.number_tokens += 1
+        self.lexer.feed(text.encode("utf-8"))
 
     def mask(self, logits: np.ndarray) -> np.ndarray:
         """A masked copy of `logits`: only tokens the grammar (and the budgets) allow."""
@@ -154,14 +132,14 @@ class JsonConstraint:
         scores = self._torch.from_numpy(np.array(logits, dtype=np.float32, copy=True)).unsqueeze(0)
         self._xgr.apply_token_bitmask_inplace(scores, self.bitmask)
         out = scores.numpy()[0]
-        if self.in_string and self.string_tokens >= self.budget.string_tokens:
+        if self.lexer.in_string and self.lexer.string_tokens >= self.budget.string_tokens:
             quotes = self.runtime.quote_ids
             allowed = quotes[np.isfinite(out[quotes])]
             if allowed.size:
                 forced = np.full_like(out, -np.inf)
                 forced[allowed[0]] = 0.0
                 return forced
-        if self.in_number and self.number_tokens >= self.budget.number_tokens:
+        if self.lexer.in_number and self.lexer.number_tokens >= self.budget.number_tokens:
             ended = out.copy()
             ended[self.runtime.number_continuations] = -np.inf
             if np.isfinite(ended).any():
@@ -298,7 +276,7 @@ class GGUFBackend(ChatBackend):
                 if constraint.done():
                     break
                 forced = constraint.forced_text()
-                if forced and not constraint.in_string:
+                if forced and not constraint.lexer.in_string:
                     tokens = model.tokenize(forced, add_bos=False)
                     constraint.accept_text(forced)
                     out.extend(tokens)

@@ -8,7 +8,8 @@ number ("1111111...") or an array, and a call that runs out of `max_tokens` is a
   beyond their `properties`, and a value of no type (any JSON, which nests without end) is a
   scalar.
 * While decoding, the backend closes a free string after `string_tokens` tokens and ends a
-  number after `number_tokens` (see `JsonLexer` and the backends' constraints).
+  number after `number_tokens` (`JsonLexer` follows where the text is; the backends' grammar
+  constraints do the forcing).
 * `worst_case_tokens` is then an upper bound on the tokens any reply can take, and
   `fit_budget` picks the largest string budget whose bound fits `max_tokens`. When even the
   smallest does not fit (a schema with hundreds of fields), the budget grows to the bound
@@ -39,6 +40,37 @@ class Budget:
     number_tokens: int
     #: An upper bound on the tokens of any reply under these bounds (end token included).
     worst_case: int
+
+
+class JsonLexer:
+    """Follows generated JSON text piece by piece: inside a string (after a backslash?) or a
+    number, and for how many content tokens so far."""
+
+    def __init__(self) -> None:
+        self.in_string = self.escaped = self.in_number = False
+        self.string_tokens = self.number_tokens = 0
+
+    def feed(self, data: bytes) -> None:
+        """Advance over the bytes of one token (or of forced text)."""
+        for byte in data:
+            if self.in_string:
+                if self.escaped:
+                    self.escaped = False
+                elif byte == 0x5C:  # backslash
+                    self.escaped = True
+                elif byte == 0x22:  # closing quote
+                    self.in_string = False
+            elif byte == 0x22:  # the opening quote is not content
+                self.in_string, self.string_tokens, self.in_number = True, -1, False
+            elif chr(byte) in "0123456789-+.eE":
+                if not self.in_number:
+                    self.in_number, self.number_tokens = True, -1
+            else:
+                self.in_number = False
+        if self.in_string:
+            self.string_tokens += 1
+        if self.in_number:
+            self.number_tokens += 1
 
 
 def grammar_schema(schema: Any, max_items: int) -> Any:

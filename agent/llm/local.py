@@ -67,6 +67,7 @@ from agent.llm.constrained import (  # noqa: F401 - re-exported: tests and bench
     tool_parameters,
     validate_against_schema,
 )
+from agent.llm.json_budget import JsonLexer
 from agent.llm.text_cleanup import cut_at_stop, stream_holdback
 from multimodal.llm_loader import LoadedLM, load_bundled_model, load_hf_model
 
@@ -155,10 +156,7 @@ class _GrammarConstraint(LogitsProcessor):
         self.token_bytes = runtime.token_bytes
         self.quote_ids = runtime.quote_ids
         self.string_budget = string_budget
-        # A tiny JSON lexer state: are we inside a string, after a backslash, how long so far.
-        self.in_string = False
-        self.escaped = False
-        self.string_tokens = 0
+        self.lexer = JsonLexer()
 
     def accept(self, tokens: list[int]) -> None:
         for token in tokens[self.accepted :]:
@@ -168,21 +166,7 @@ class _GrammarConstraint(LogitsProcessor):
                 raise LLMError(f"internal error: token {token} violates the output grammar")
             self.accepted += 1
             if self.string_budget is not None:
-                self._track(self.token_bytes[token])
-
-    def _track(self, data: bytes) -> None:
-        for byte in data:
-            if self.in_string:
-                if self.escaped:
-                    self.escaped = False
-                elif byte == 0x5C:  # backslash
-                    self.escaped = True
-                elif byte == 0x22:  # closing quote
-                    self.in_string = False
-            elif byte == 0x22:
-                self.in_string, self.string_tokens = True, -1  # the opening token is not content
-        if self.in_string:
-            self.string_tokens += 1
+                self.lexer.feed(self.token_bytes[token])
 
     def _allowed(self, token: int) -> bool:
         return bool((int(self.bitmask[0, token // 32]) >> (token % 32)) & 1)
@@ -199,7 +183,7 @@ class _GrammarConstraint(LogitsProcessor):
             # Only reachable if generate() did not stop on the stop token: force it to.
             return self._force(scores, self.stop_ids[0])
         self.matcher.fill_next_token_bitmask(self.bitmask)
-        if self.string_budget is not None and self.in_string and self.string_tokens >= self.string_budget:
+        if self.string_budget is not None and self.lexer.in_string and self.lexer.string_tokens >= self.string_budget:
             quote = next((q for q in self.quote_ids if self._allowed(q)), None)
             if quote is not None:
                 return self._force(scores, quote)
