@@ -112,9 +112,9 @@ class GGUFModel:
         llama.eval(tokens[prefix:])
         return self.logits()
 
-    def push(self, token: int) -> np.ndarray:
-        """Append one generated token and return the logits after it."""
-        self.llama.eval([token])
+    def extend(self, tokens: list[int]) -> np.ndarray:
+        """Append tokens (one generated token, or text a grammar forces) and return the logits after them."""
+        self.llama.eval(tokens)
         return self.logits()
 
     def logits(self) -> np.ndarray:

@@ -280,8 +280,7 @@ class GGUFBackend(ChatBackend):
                     tokens = model.tokenize(forced, add_bos=False)
                     constraint.accept_text(forced)
                     out.extend(tokens)
-                    model.llama.eval(tokens)
-                    logits = model.logits()
+                    logits = model.extend(tokens)
                     continue
                 token = _pick(constraint.mask(logits), temperature, self._rng)
                 if token in stop_ids:
@@ -302,7 +301,7 @@ class GGUFBackend(ChatBackend):
                     if len(visible) > sent:
                         emit(visible[sent:])
                         sent = len(visible)
-            logits = model.push(token)
+            logits = model.extend([token])
         return out
 
     def _visible_text(self, runtime: _Runtime, generated: list[int], stops: tuple[str, ...]) -> str:
