@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from agent import prompts
+from agent import analogy, prompts
 from agent.events import PlanEvent, ReflectionEvent, emit
 from agent.llm.base import ChatRequest
 from agent.state import AgentContext, AgentState
@@ -31,6 +31,10 @@ from tools.demonstrations import Demo, demonstrations
 
 #: Worked examples shown per call: enough to set the pattern, few enough to keep prompts short.
 DEMOS_PER_CALL = 6
+#: Expressions by analogy the model may choose from. One, the closest example's shape: asked to
+#: choose among the shapes of the closest few, the bundled model picks worse than the ranking
+#: (bench/word_problems.py, docs/backends.md).
+ANALOGY_CANDIDATES = 1
 _CJK = re.compile(r"[\u3400-\u9fff]")
 _QUOTE_MARKERS = re.compile(r"<<(?:quoted|end)[^>]*>>", re.I)
 
@@ -96,14 +100,16 @@ def similarities(ctx: AgentContext, request: str, texts: list[str]) -> np.ndarra
     return vectors[:-1] @ vectors[-1]
 
 
-def pick_demos(ctx: AgentContext, tool: str, request: str, k: int = DEMOS_PER_CALL) -> list[Demo]:
-    """The `k` worked examples of `tool` most similar to `request`, the most similar last
-    (nearest the request, where a base model looks)."""
+def ranked_demos(ctx: AgentContext, tool: str, request: str) -> list[Demo]:
+    """The worked examples of `tool`, the most similar to `request` first (for the calculator,
+    alike in wording with the numbers aside: its examples are shapes of expressions)."""
     demos = demonstrations(tool)
-    scores = similarities(ctx, request, [d[0] for d in demos]) if len(demos) > k else None
+    if tool == "calculator":
+        return analogy.rank(request, demos, lambda text, texts: similarities(ctx, text, texts))
+    scores = similarities(ctx, request, [d[0] for d in demos]) if len(demos) > 1 else None
     if scores is None:
-        return demos[-k:]
-    return [demos[i] for i in np.argsort(scores)[-k:]]  # ascending: the best comes last
+        return demos[::-1]
+    return [demos[i] for i in np.argsort(-scores, kind="stable")]
 
 
 def known_results(state: AgentState, limit: int = 300) -> list[str]:
@@ -116,10 +122,13 @@ def known_results(state: AgentState, limit: int = 300) -> list[str]:
     return lines
 
 
-def constrained_tool(tool: dict[str, Any], request: str, known: list[str], images: list[str]) -> dict[str, Any]:
+def constrained_tool(
+    tool: dict[str, Any], request: str, known: list[str], images: list[str], expressions: list[str] | None = None
+) -> dict[str, Any]:
     """The tool as the model may fill it in: an `image` argument is one of the attached images,
-    and the calculator's expression may only use the numbers of the request (and of earlier
-    results), unit constants, functions and operators."""
+    and the calculator's expression is one of `expressions` (by analogy with the worked
+    examples) or else uses only the numbers of the request (and of earlier results), unit
+    constants, functions and operators."""
     properties = tool["function"].get("parameters", {}).get("properties", {})
     tool = copy.deepcopy(tool)
     if "image" in properties and images:
@@ -128,8 +137,11 @@ def constrained_tool(tool: dict[str, Any], request: str, known: list[str], image
         from tools.calculator import request_numbers_pattern
 
         expression = tool["function"]["parameters"]["properties"]["expression"]
-        expression["pattern"] = request_numbers_pattern("\n".join([request, *known]))
         expression.pop("maxLength", None)
+        if expressions:
+            expression["enum"] = expressions
+        else:
+            expression["pattern"] = request_numbers_pattern("\n".join([request, *known]))
     return tool
 
 
@@ -138,8 +150,11 @@ def call_request(ctx: AgentContext, state: AgentState, tool: dict[str, Any]) -> 
     name = tool["function"]["name"]
     request = prompts.user_message_text(state["request"], state.get("images", []))
     known = known_results(state)
-    tool = constrained_tool(tool, request, known, state.get("images", []))
-    text = prompts.call_prompt(name, pick_demos(ctx, name, request), request, known)
+    ranked = ranked_demos(ctx, name, request)
+    # By analogy only for the first call: a later one works on results, not on the request.
+    expressions = analogy.candidates(request, ranked, ANALOGY_CANDIDATES) if name == "calculator" and not known else None
+    tool = constrained_tool(tool, request, known, state.get("images", []), expressions)
+    text = prompts.call_prompt(name, ranked[:DEMOS_PER_CALL][::-1], request, known)
     return ChatRequest(
         messages=[{"role": "user", "content": request}],
         tools=[tool],

@@ -52,11 +52,23 @@ def test_a_word_problem_is_routed_filled_from_examples_and_answered_with_the_rea
     act = backend.requests[0]
     assert act.completion_prompt and act.completion_prompt.rstrip().endswith(f"Request: {PROBLEM}\nArguments:")
     assert act.completion_prompt.count("Request: ") == 7  # six worked examples, then the request
-    pattern = act.tools[0]["function"]["parameters"]["properties"]["expression"]["pattern"]
-    assert re.match(pattern, "12*3") and not re.match(pattern, "12*3 = 36") and not re.match(pattern, "58*3")  # 5 and 8 are not in the request
+    # The closest worked example ("A pencil costs 0.45 dollars. How much do 8 pencils cost?")
+    # has the shape {0}*{1}: the request's numbers fill it, and the model may write only that.
+    assert act.tools[0]["function"]["parameters"]["properties"]["expression"]["enum"] == ["12*3"]
     assert result.steps[0]["result"] == "36"
     assert "36" in result.answer and "35" not in result.answer
     assert result.plan == ["Call calculator for the request.", "Answer with its result."]
+
+
+def test_without_an_example_of_its_shape_the_expression_uses_only_the_requests_numbers() -> None:
+    backend = BaseModelStandIn(expression="3+5+8+13+21+34+55")
+    problem = "Add up 3, 5, 8, 13, 21, 34 and 55 for me."  # no worked example states seven numbers
+    result = asyncio.run(agent_with(backend).arun(problem, thread_id="t"))
+    expression = backend.requests[0].tools[0]["function"]["parameters"]["properties"]["expression"]
+    assert "enum" not in expression
+    pattern = expression["pattern"]
+    assert re.match(pattern, "3+5+8") and not re.match(pattern, "3+5 = 8") and not re.match(pattern, "99+3")  # 99 is not in it
+    assert result.steps[0]["result"] == "139"
 
 
 def test_a_failed_call_is_reflected_on_without_a_model_call_and_retried() -> None:
