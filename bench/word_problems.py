@@ -6,7 +6,10 @@ Suite: bench/word_problems.jsonl, 66 problems written for this bench, half Engli
 half simplified Chinese (wp-zh-*): a price times a count, an even split, percentages and
 discounts, differences, speed x time, averages, unit conversions, change after shopping; one or
 two operations each, with exact numeric answers (checked as the answer's last number, as
-everywhere in `mmagent eval`).
+everywhere in `mmagent eval`). `--suite bench/word_problems_heldout.jsonl` runs 40 more (ho-en-*,
+ho-zh-*), written after the calculator's worked examples and their ranking were fixed and never
+used to choose them: the check that the examples generalise beyond the problems they were
+tuned on.
 
 The suite runs through the real CLI, `mmagent eval bench/word_problems.jsonl --llm SPEC -o DIR`,
 in a subprocess (one fresh agent per model, concurrency 1). The per-task records it writes,
