@@ -20,6 +20,8 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 log = logging.getLogger(__name__)
 
 #: Listing pages followed at most: a server whose cursor never ends cannot hang start-up.
@@ -163,6 +165,8 @@ class McpConnection:
             return await asyncio.wait_for(client.call_tool(tool, arguments, read_timeout_seconds=timeout_s), timeout_s)
         except TimeoutError:
             raise McpServerError(f"MCP server {self.name!r} did not answer {tool} within {timeout_s:g} s") from None
+        except ValidationError as exc:  # the server answered, with something that is not an MCP result
+            raise McpServerError(f"MCP server {self.name!r} returned an invalid result for {tool}: {_short(str(exc), 300)}") from None
         except Exception as exc:  # noqa: BLE001 - sorted below: a refusal, or a broken connection
             if _is_protocol_error(exc):
                 raise McpServerError(f"MCP server {self.name!r} refused {tool}: {_short(getattr(exc, 'message', None) or str(exc), 500)}") from None
