@@ -15,6 +15,7 @@ arguments, the tool's own error, an unknown tool) as `isError` results with a re
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -121,15 +122,48 @@ async def serve_stdio(settings: Any, user_id: str) -> None:
 
 
 class McpEndpoint:
-    """The ASGI app at /mcp: the API key check of /v1, then the SDK's streamable HTTP transport."""
+    """The ASGI app at /mcp: the API key check of /v1, then the SDK's streamable HTTP transport.
+
+    The SDK is imported and its session manager started on the first /mcp request, not with
+    the app: a server that nobody asks over MCP starts as fast as before."""
 
     def __init__(self, services_of: Callable[[], Any], settings: Any) -> None:
-        from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-
         self.settings = settings
         self.services_of = services_of
-        server = build_server(lambda: self.services_of().agent.registry, settings, self._user)
-        self.manager = StreamableHTTPSessionManager(app=server, max_request_body_size=settings.server.max_request_bytes)
+        self.manager: Any = None
+        self._lock: asyncio.Lock | None = None
+        self._stop: asyncio.Event | None = None
+        self._owner: asyncio.Task | None = None
+
+    async def _started(self) -> Any:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self.manager is None:
+                from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
+                server = build_server(lambda: self.services_of().agent.registry, self.settings, self._user)
+                manager = StreamableHTTPSessionManager(app=server, max_request_body_size=self.settings.server.max_request_bytes)
+                ready, self._stop = asyncio.Event(), asyncio.Event()
+                # The manager's task group is entered and left by one task of its own.
+                self._owner = asyncio.create_task(self._own(manager, ready, self._stop), name="mcp-http")
+                await ready.wait()
+                self.manager = manager
+        return self.manager
+
+    @staticmethod
+    async def _own(manager: Any, ready: asyncio.Event, stop: asyncio.Event) -> None:
+        async with manager.run():
+            ready.set()
+            await stop.wait()
+
+    async def aclose(self) -> None:
+        if self._owner is not None and self._stop is not None:
+            self._stop.set()
+            try:
+                await asyncio.wait_for(self._owner, 10)
+            except (TimeoutError, Exception):  # noqa: BLE001 - shutting down: do not hang on a stuck session
+                self._owner.cancel()
 
     def _user(self, ctx: Any) -> str:
         request = getattr(ctx, "request", None)
@@ -157,7 +191,8 @@ class McpEndpoint:
             await JSONResponse({"error": {"message": str(exc), "type": "server_error"}}, status_code=503)(scope, receive, send)
             return
         scope.setdefault("state", {})[USER_STATE] = user
-        await self.manager.handle_request(scope, receive, send)
+        manager = await self._started()
+        await manager.handle_request(scope, receive, send)
 
 
 def _version() -> str:

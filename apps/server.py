@@ -126,11 +126,11 @@ def _mcp_endpoint(settings: Settings, services: Any):
 
 @asynccontextmanager
 async def _running(mcp_endpoint):
-    if mcp_endpoint is None:
+    try:
         yield
-        return
-    async with mcp_endpoint.manager.run():
-        yield
+    finally:
+        if mcp_endpoint is not None:
+            await mcp_endpoint.aclose()  # its MCP sessions end with the app
 
 
 def _version() -> str:

@@ -4,8 +4,8 @@ and bench/mcp_overhead.py.
     python -m tests.mcp_fixture_server stdio
     python -m tests.mcp_fixture_server http PORT
 
-Tools: add (JSON result), echo (text), shout (text), picture (a PNG image), fail (the tool's
-own error), slow (sleeps), crash (the process exits mid-call), pid.
+Tools: add (JSON result), echo (text), picture (a PNG image), document (embedded resources and
+a link), fail (the tool's own error), slow (sleeps), crash (the process exits mid-call), pid.
 """
 
 from __future__ import annotations
@@ -41,6 +41,26 @@ def picture(width: int = 8, height: int = 6) -> Image:
     buffer = io.BytesIO()
     PILImage.new("RGB", (width, height), (200, 30, 30)).save(buffer, format="PNG")
     return Image(data=buffer.getvalue(), format="png")
+
+
+@server.tool()
+def document() -> list:
+    """Return a text resource, a picture resource, a binary resource and a resource link."""
+    import base64
+
+    from mcp_types import BlobResourceContents, EmbeddedResource, ResourceLink, TextContent, TextResourceContents
+
+    buffer = io.BytesIO()
+    from PIL import Image as PILImage
+
+    PILImage.new("RGB", (3, 2), (0, 90, 200)).save(buffer, format="PNG")
+    return [
+        TextContent(text="Here is the report."),
+        EmbeddedResource(resource=TextResourceContents(uri="file:///report.txt", text="Sales rose 12%.", mime_type="text/plain")),
+        EmbeddedResource(resource=BlobResourceContents(uri="file:///chart.png", blob=base64.b64encode(buffer.getvalue()).decode(), mime_type="image/png")),
+        EmbeddedResource(resource=BlobResourceContents(uri="file:///data.bin", blob=base64.b64encode(b"\0" * 30).decode(), mime_type="application/octet-stream")),
+        ResourceLink(uri="https://example.com/full", name="full report"),
+    ]
 
 
 @server.tool()

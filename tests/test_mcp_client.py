@@ -65,6 +65,7 @@ def test_results_failures_and_restarts_over_stdio(tmp_path):
             out["add"] = await registry.ainvoke("fx__add", {"a": 2, "b": 3})
             out["echo"] = await registry.ainvoke("fx__echo", {"text": "héllo"})
             out["picture"] = await registry.ainvoke("fx__picture", {"width": 5, "height": 4})
+            out["document"] = await registry.ainvoke("fx__document", {})
             out["bad"] = await registry.ainvoke("fx__add", {"a": "two"})
             out["not_json"] = await registry.ainvoke("fx__add", "{nope")
             out["fail"] = await registry.ainvoke("fx__fail", {"reason": "boom"})
@@ -73,6 +74,7 @@ def test_results_failures_and_restarts_over_stdio(tmp_path):
             out["crash"] = await registry.ainvoke("fx__crash", {})
             out["after"] = await registry.ainvoke("fx__pid", {})
             out["first_pid"] = first
+            out["langchain"] = await registry.get("fx__add").as_langchain().ainvoke({"a": 1, "b": 2})
             out["starts"] = hub.connections["fx"].starts
             return out
 
@@ -85,6 +87,11 @@ def test_results_failures_and_restarts_over_stdio(tmp_path):
     assert Path(artifact["path"]).is_file() and (artifact["width"], artifact["height"]) == (5, 4)
     text = picture.for_model()
     assert artifact["ref"] in text and "base64" not in text and len(text) < 200
+    document = out["document"]
+    assert document.ok and len(document.artifacts) == 1 and Path(document.artifacts[0]["path"]).is_file()
+    assert document.result.splitlines()[:2] == ["Here is the report.", "Sales rose 12%."]  # text and a text resource
+    assert f"saved as {document.artifacts[0]['ref']}" in document.result  # an image resource: an artifact
+    assert "binary resource file:///data.bin" in document.result and "[resource https://example.com/full (full report)]" in document.result
     assert not out["bad"].ok and "invalid arguments for fx__add" in out["bad"].error and "'b' is a required property" in out["bad"].error
     assert not out["not_json"].ok and "not valid JSON" in out["not_json"].error
     assert not out["fail"].ok and "fail" in out["fail"].error
@@ -92,6 +99,7 @@ def test_results_failures_and_restarts_over_stdio(tmp_path):
     assert not out["crash"].ok and "failed during crash" in out["crash"].error and "restarted" in out["crash"].error
     assert out["after"].ok and out["after"].result["result"] != out["first_pid"]  # a new process
     assert out["starts"] >= 2
+    assert json.loads(out["langchain"]) == {"sum": 3.0}  # the same tool as a LangChain tool
 
 
 def test_a_killed_idle_server_is_started_again_on_the_next_call(tmp_path):
@@ -259,7 +267,7 @@ def test_tools_list_and_doctor_show_the_servers(tmp_path):
     called = mmagent("tools", "call", "fx__add", "--args", '{"a": 1, "b": 2}', "--json")
     assert json.loads(called.stdout) == {"ok": True, "result": {"sum": 3.0}}
     doctor = json.loads(mmagent("doctor", "--json").stdout)
-    assert doctor["mcp"]["fx"].startswith("stdio") and "up, 7 tools" in doctor["mcp"]["fx"]
+    assert doctor["mcp"]["fx"].startswith("stdio") and "up, 8 tools" in doctor["mcp"]["fx"]
     assert "DOWN" in doctor["mcp"]["gone"]
 
 
@@ -271,3 +279,25 @@ def test_bad_server_settings_are_one_line_errors(tmp_path):
     with pytest.raises(ValueError, match="http:// or https://"):
         Settings(mcp={"servers": {"x": {"url": "ftp://h"}}})
     assert isinstance(McpTool, type)
+
+
+def test_the_http_api_lists_and_invokes_mcp_tools(tmp_path):
+    import httpx
+
+    from apps.server import create_app
+    from tests.api_support import api_settings, running
+
+    script = write_script(tmp_path / "s.jsonl", say("1. add"), calls(call("fx__add", {"a": 4, "b": 5})), say("9"))
+    settings = api_settings(tmp_path / "data", mcp={"servers": {"fx": fixture_stdio()}})
+    with running(create_app(settings, llm=f"scripted:{script}", ui=False)) as base:
+        listed = httpx.get(f"{base}/v1/tools", timeout=60).json()["data"]
+        invoked = httpx.post(f"{base}/v1/tools/fx__add/invoke", json={"a": 1, "b": 2}, timeout=60)
+        invalid = httpx.post(f"{base}/v1/tools/fx__add/invoke", json={"a": 1}, timeout=60)
+        turn = httpx.post(f"{base}/v1/chat/completions", json={"model": "mmagent", "messages": [{"role": "user", "content": "4+5?"}]}, timeout=60)
+    servers = {s["function"]["name"]: s.get("server") for s in listed}
+    assert servers["fx__add"] == "fx" and servers["calculator"] is None
+    assert invoked.status_code == 200 and invoked.json()["result"] == {"sum": 3.0}
+    assert invalid.status_code == 422 and "'b' is a required property" in invalid.json()["error"]
+    body = turn.json()
+    assert turn.status_code == 200 and body["mmagent"]["steps"][0]["tool"] == "fx__add" and body["mmagent"]["steps"][0]["ok"]
+    assert body["usage"]["total_tokens"] > 0

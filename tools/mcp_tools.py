@@ -102,7 +102,13 @@ class McpTool(Tool):
         return convert_result(result, self.settings, f"mcp:{self.server}/{self.remote_name}")
 
     def as_langchain(self):
-        raise NotImplementedError("MCP tools are offered through the registry; use langchain-mcp-adapters for LangChain")
+        from langchain_core.tools import StructuredTool
+
+        async def _arun(**kwargs: Any) -> str:
+            return (await self.ainvoke(kwargs)).for_model()
+
+        # A JSON-schema dict as args_schema: LangChain passes the arguments through as given.
+        return StructuredTool(name=self.name, description=self.description, args_schema=self.input_schema, coroutine=_arun)
 
 
 def convert_result(result: Any, settings: Any, source: str) -> ToolOutput:
