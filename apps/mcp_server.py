@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.mcp_tools import McpTool
-from tools.registry import ToolContext, ToolError, ToolRegistry
+from tools.registry import ToolContext, ToolRegistry
 
 log = logging.getLogger(__name__)
 
