@@ -74,6 +74,61 @@ class Server(BaseModel):
     """The HTTP API (`mmagent serve`, docs/api.md)."""
 
     max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest /v1 request body accepted (413 beyond); images travel as data URLs.")
+    api_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Per-user API keys, user id -> key: a request with one of them acts as that user (its threads, memories "
+        "and files; /v1 and /mcp), whatever user it names. `api_key` stays the shared key that may act for any user.",
+    )
+
+
+_MCP_SERVER_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$"
+
+
+class McpServer(BaseModel):
+    """One external MCP server (docs/mcp.md): a stdio command, or a streamable HTTP URL."""
+
+    command: str | None = Field(None, description="stdio: the program to start (e.g. `uvx`, `python`).")
+    args: list[str] = Field(default_factory=list, description="stdio: its arguments.")
+    env: dict[str, str] = Field(default_factory=dict, description="stdio: extra environment variables (PATH, HOME... are passed on).")
+    cwd: Path | None = Field(None, description="stdio: working directory.")
+    url: str | None = Field(None, description="Streamable HTTP: the endpoint, e.g. http://127.0.0.1:8000/mcp.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Streamable HTTP: headers sent with every request (e.g. Authorization).")
+    ask_first: bool = Field(False, description="Every tool of this server needs the person's approval before it runs (refused where no one can be asked).")
+    timeout_s: float = Field(30.0, gt=0, le=3600, description="Longest wait for one tool call.")
+    start_timeout_s: float = Field(20.0, gt=0, le=600, description="Longest wait for the server to start and list its tools.")
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> "McpServer":
+        if (self.command is None) == (self.url is None):
+            raise ValueError("an MCP server needs either `command` (stdio) or `url` (streamable HTTP), not both")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"an MCP server url must start with http:// or https://, not {self.url[:40]!r}")
+        return self
+
+
+class Mcp(BaseModel):
+    """MCP: servers whose tools the agent uses, and serving our tools at /mcp (docs/mcp.md)."""
+
+    servers: dict[str, McpServer] = Field(default_factory=dict, description="[mcp.servers.NAME]: NAME (letters, digits, _ and -) prefixes its tools: NAME__tool.")
+    serve_http: bool = Field(True, description="`mmagent serve` also serves our tools over MCP at /mcp (behind the API key).")
+
+    @model_validator(mode="after")
+    def _names(self) -> "Mcp":
+        import re
+
+        for name in self.servers:
+            if not re.match(_MCP_SERVER_NAME, name) or "__" in name:
+                raise ValueError(f"MCP server name {name[:40]!r} must be 1-32 letters, digits, _ or - (no '__'), starting with a letter or digit")
+        return self
+
+
+class Tracing(BaseModel):
+    """OpenTelemetry spans of every run (docs/tracing.md)."""
+
+    enabled: bool = Field(True, description="Trace runs: to OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set, else a JSON file per run under data_dir/traces.")
+    keep_runs: int = Field(20, ge=1, le=10_000, description="JSON traces kept per thread (oldest removed first).")
+    record_arguments: bool = Field(True, description="Put tool arguments (masked, shortened) on tool-call spans.")
 
 
 class Knowledge(BaseModel):
@@ -153,6 +208,8 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(None, description="MMAGENT_API_KEY: when set, /v1 calls need `Authorization: Bearer <key>` (docs/api.md).")
     memory: Memory = Memory()
     knowledge: Knowledge = Knowledge()
+    mcp: Mcp = Mcp()
+    tracing: Tracing = Tracing()
 
     @classmethod
     def settings_customise_sources(

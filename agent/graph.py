@@ -13,6 +13,7 @@ For a small base model (agent/weak_model.py) `route` replaces plan (the router's
 plan) and reflection needs no model call; act and respond switch to few-shot prompts.
 
 A model failure in any node sets `error` and goes straight to respond, which says so.
+Every node run is a span of the run's trace (agent/tracing.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from langgraph.types import Checkpointer
 
 from agent.nodes import act, observe, plan, recall, reflect, repeated_call, respond
 from agent.state import AgentContext, AgentState
+from agent.tracing import traced
 from agent.weak_model import reflect_on_failure, route, uses_weak_model
 
 
@@ -58,14 +60,12 @@ def build_graph(settings_limits=None, checkpointer: Checkpointer = None):
 
     limits = settings_limits or Limits()
     graph = StateGraph(AgentState, context_schema=AgentContext)
-    graph.add_node("recall", recall)
-    graph.add_node("plan", plan)
-    graph.add_node("route", route)
-    graph.add_node("act", act)
-    graph.add_node("observe", observe)
-    graph.add_node("reflect", reflect)
-    graph.add_node("reflect_on_failure", reflect_on_failure)
-    graph.add_node("respond", respond)
+    nodes = {
+        "recall": recall, "plan": plan, "route": route, "act": act, "observe": observe,
+        "reflect": reflect, "reflect_on_failure": reflect_on_failure, "respond": respond,
+    }
+    for name, node in nodes.items():
+        graph.add_node(name, traced(name, node))  # each node run is a span of the run's trace
 
     graph.add_edge(START, "recall")
     graph.add_conditional_edges("recall", planner, ["plan", "route"])

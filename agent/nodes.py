@@ -23,7 +23,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, ToolMessage
 from langgraph.runtime import Runtime
 
-from agent import prompts, weak_model
+from agent import prompts, tracing, weak_model
 from agent.events import FinalEvent, PlanEvent, ReflectionEvent, ToolCallEvent, ToolResultEvent, emit, token_emitter
 from agent.history import Budget, fit, to_openai
 from agent.llm.base import (
@@ -36,6 +36,7 @@ from agent.llm.base import (
     new_call_id,
     reply_from_openai,
     tool_calls_in_text,
+    usage_of,
 )
 from agent.state import AgentContext, AgentState
 from memory.summary import extend_summary
@@ -102,16 +103,21 @@ async def ask(ctx: AgentContext, request: ChatRequest, on_token: TokenCallback |
     """One model call. Backends raise LLMError for what they expect; anything else (a backend
     bug, a reply no parser foresaw) also becomes an LLMError, so the turn ends with a clear
     error in `respond` instead of a traceback out of the graph."""
-    try:
-        reply = await ctx.backend.complete(request, on_token=on_token, session=ctx.session)
-    except LLMError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - see the docstring
-        # Debug level: the CLI shows info logs, and users get one error line, not a traceback.
-        log.debug("the model backend failed in the %s step", request.purpose, exc_info=True)
-        raise LLMError(f"the model backend failed in the {request.purpose} step: {type(exc).__name__}: {exc}") from exc
-    if not isinstance(reply, ChatReply):
-        raise LLMError(f"the model backend returned {type(reply).__name__} instead of a reply in the {request.purpose} step")
+    with tracing.span(ctx, f"model {request.purpose}", {"gen_ai.request.model": ctx.backend.spec}) as current:
+        try:
+            reply = await ctx.backend.complete(request, on_token=on_token, session=ctx.session)
+        except LLMError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            # Debug level: the CLI shows info logs, and users get one error line, not a traceback.
+            log.debug("the model backend failed in the %s step", request.purpose, exc_info=True)
+            raise LLMError(f"the model backend failed in the {request.purpose} step: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(reply, ChatReply):
+            raise LLMError(f"the model backend returned {type(reply).__name__} instead of a reply in the {request.purpose} step")
+        prompt, completion, estimated = usage_of(request, reply)
+        tracing.model_call_attributes(current, request.purpose, prompt, completion, estimated)
+        if ctx.usage is not None:
+            ctx.usage.add(prompt, completion)
     return reply
 
 
@@ -372,12 +378,15 @@ async def run_tool(ctx: AgentContext, call: dict[str, Any], bad_arguments: str |
 
     emit(ToolCallEvent(id=call["id"], name=call["name"], arguments=call["args"]))
     start = time.perf_counter()
-    if bad_arguments is not None and call["name"] in ctx.registry:
-        result = ToolResult(ok=False, error=bad_arguments_error(call["name"], bad_arguments))
-    else:
-        result = await ctx.registry.ainvoke(
-            call["name"], call["args"], ctx.settings.limits.tool_timeout_s, ctx.tool_context()
-        )
+    server = getattr(ctx.registry.get(call["name"]), "server", None) if call["name"] in ctx.registry else None
+    with tracing.span(ctx, f"tool {call['name']}", {"mmagent.tool.name": call["name"], "mmagent.tool.server": server or ""}) as current:
+        if bad_arguments is not None and call["name"] in ctx.registry:
+            result = ToolResult(ok=False, error=bad_arguments_error(call["name"], bad_arguments))
+        else:
+            result = await ctx.registry.ainvoke(
+                call["name"], call["args"], ctx.settings.limits.tool_timeout_s, ctx.tool_context()
+            )
+        tracing.tool_call_attributes(current, ctx, call["args"], result.ok, result.error)
     seconds = time.perf_counter() - start
     emit(
         ToolResultEvent(

@@ -13,7 +13,7 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -22,7 +22,9 @@ from agent.config import Settings
 from agent.graph import build_graph, recursion_limit
 from agent.llm.base import ChatBackend, clean_text
 from agent.state import AgentContext, TurnOptions, new_turn
+from agent.tracing import RunTracer, RunUsage
 from memory.threads import ThreadAccessDenied, ThreadCatalog, ThreadError, ThreadNotFound
+from tools.mcp_tools import McpHub
 from tools.registry import ToolRegistry
 
 if TYPE_CHECKING:
@@ -41,12 +43,14 @@ class RunResult(BaseModel):
     steps: list[dict[str, Any]]
     artifacts: list[dict[str, Any]]
     error: str | None = None
+    usage: dict[str, int] | None = None  # the turn's model tokens (prompt, completion, total)
 
 
 class Agent:
     def __init__(
         self, settings: Settings, backend: ChatBackend, registry: ToolRegistry, router=None, checkpointer=None,
         *, threads: ThreadCatalog | None = None, memory: LongTermMemory | None = None,
+        mcp: McpHub | None = None, tracer: RunTracer | None = None,
     ) -> None:
         self.settings = settings
         self.backend = backend
@@ -58,9 +62,23 @@ class Agent:
         # cannot be listed; without memory there is no recall, no notes and no memory tools.
         self.threads = threads
         self.memory = memory
+        # External MCP servers (their tools join `registry` when first needed) and the app's
+        # tracer; both per app, None when not configured.
+        self.mcp = mcp
+        self.tracer = tracer
         # Threads with a run going on in this process: their checkpoint has steps left too, but
         # they are not interrupted, and resuming them would run the graph twice on one thread.
         self._live: Counter[str] = Counter()
+
+    async def ready_tools(self) -> dict[str, str | None]:
+        """Start the MCP servers whose tools are not in the registry yet (the first turn, or a
+        server that failed before); server -> error. The servers start here, not at app start."""
+        return await self.mcp.attach(self.registry) if self.mcp else {}
+
+    def _trace(self, thread_id: str, user_id: str, request: str, kind: str = "turn"):
+        if self.tracer is None:
+            return nullcontext(None)
+        return self.tracer.run(thread_id=thread_id, user_id=user_id, request=request, kind=kind)
 
     def _config(self, thread_id: str) -> dict[str, Any]:
         return {"configurable": {"thread_id": thread_id}, "recursion_limit": recursion_limit(self.settings.limits.max_steps)}
@@ -91,24 +109,30 @@ class Agent:
         if self.threads is not None:
             await self.threads.claim(thread_id, user_id, request)
         await self._close_interrupted(thread_id)
+        await self.ready_tools()
         registry, router = self.registry, self.router
         if tools is not None:
             registry = registry.subset(tools)
             router = router.limited_to(registry.names()) if router is not None else None
-        context = AgentContext(
-            self.settings, self.backend, registry, router, session=options.session or thread_id, user_id=user_id,
-            needs_approval=frozenset(needs_approval), approve=approve, memory=self._memory_on(), thread_id=thread_id,
-        )
+        # Tools of `ask_first` MCP servers always wait for the person (refused with no one to ask).
+        gated = frozenset(needs_approval) | (self.mcp.ask_first(registry) if self.mcp else frozenset())
         turn = new_turn(request, images, list(options.lessons), options.task_type)
         final: dict[str, Any] | None = None
-        try:
-            with self._running(thread_id):
-                async for event in self._stream(turn, thread_id, context):
-                    if event["type"] == "final":
-                        final = event
-                    yield event
-        finally:
-            await self._after_turn(thread_id)
+        usage = RunUsage()
+        with self._trace(thread_id, user_id, request) as trace_parent:
+            context = AgentContext(
+                self.settings, self.backend, registry, router, session=options.session or thread_id, user_id=user_id,
+                needs_approval=gated, approve=approve, memory=self._memory_on(), thread_id=thread_id,
+                tracer=self.tracer, trace_parent=trace_parent, usage=usage,
+            )
+            try:
+                with self._running(thread_id):
+                    async for event in self._stream(turn, thread_id, context):
+                        if event["type"] == "final":
+                            event = final = {**event, "usage": usage.as_openai()}
+                        yield event
+            finally:
+                await self._after_turn(thread_id)
         if final is not None and options.self_evaluate:
             await self._self_evaluate(request, final, context)
 
@@ -143,18 +167,24 @@ class Agent:
         await self._check(thread_id, user_id)
         if not await self.interrupted(thread_id):
             raise ThreadError(f"thread {thread_id!r} has no interrupted run to resume")
-        context = AgentContext(
-            self.settings, self.backend, self.registry, self.router, session=thread_id, user_id=user_id,
-            memory=self._memory_on(), thread_id=thread_id,
-        )
+        await self.ready_tools()
+        usage = RunUsage()
 
         async def events() -> AsyncIterator[dict[str, Any]]:
-            try:
-                with self._running(thread_id):
-                    async for event in self._stream(None, thread_id, context):
-                        yield event
-            finally:
-                await self._after_turn(thread_id)
+            with self._trace(thread_id, user_id, "", kind="resume") as trace_parent:
+                context = AgentContext(
+                    self.settings, self.backend, self.registry, self.router, session=thread_id, user_id=user_id,
+                    memory=self._memory_on(), thread_id=thread_id, tracer=self.tracer, trace_parent=trace_parent, usage=usage,
+                    needs_approval=self.mcp.ask_first(self.registry) if self.mcp else frozenset(),
+                )
+                try:
+                    with self._running(thread_id):
+                        async for event in self._stream(None, thread_id, context):
+                            if event["type"] == "final":
+                                event = {**event, "usage": usage.as_openai()}
+                            yield event
+                finally:
+                    await self._after_turn(thread_id)
 
         return await _collect(events(), thread_id, on_event)
 
@@ -313,7 +343,7 @@ async def _collect(events: AsyncIterator[dict[str, Any]], thread_id: str, on_eve
             final = event
     if final is None:  # respond always emits; this guards against a graph change breaking that
         raise RuntimeError("the run ended without a final answer")
-    return RunResult(thread_id=thread_id, **{k: final[k] for k in ("answer", "plan", "steps", "artifacts", "error")})
+    return RunResult(thread_id=thread_id, usage=final.get("usage"), **{k: final[k] for k in ("answer", "plan", "steps", "artifacts", "error")})
 
 
 def new_thread_id() -> str:
@@ -350,16 +380,35 @@ async def open_agent(
     memory = open_memory(settings, encoder, persist) if settings.memory.long_term else None
     registry = with_memory_tools(registry or default_tools(settings), memory)
     router = ToolRouter(registry, encoder)
+    mcp = McpHub(settings) if settings.mcp.servers else None  # nothing starts until a turn needs the tools
+    tracer = RunTracer(settings) if settings.tracing.enabled else None
     try:
         async with open_threads(settings.threads_db if persist else None) as (saver, catalog):
-            agent = Agent(settings, backend, registry, router, saver, threads=catalog, memory=memory)
+            agent = Agent(settings, backend, registry, router, saver, threads=catalog, memory=memory, mcp=mcp, tracer=tracer)
             if persist:
                 await agent.prune_threads(vacuum=False)  # retention limits apply from start-up on
             yield agent
     finally:
         if warming is not None:
             await warming
+        if mcp is not None:
+            await mcp.aclose()
+        if tracer is not None:
+            tracer.shutdown()
         await backend.aclose()
+
+
+@asynccontextmanager
+async def open_tools(settings: Settings, registry: ToolRegistry | None = None):
+    """(registry, hub, server -> error) for commands that use the tools without the agent
+    (`mmagent tools`, `mmagent mcp`): the built-in tools plus the MCP servers' tools."""
+    registry = registry or default_tools(settings)
+    hub = McpHub(settings)
+    try:
+        errors = await hub.attach(registry) if hub else {}
+        yield registry, hub, errors
+    finally:
+        await hub.aclose()
 
 
 def _warm_up(backend) -> None:

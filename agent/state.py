@@ -101,6 +101,9 @@ class AgentContext:
     thread_id: str = ""  # the thread, when it differs from the session
     needs_approval: frozenset[str] = frozenset()  # tools the person must approve before they run
     approve: Any = None  # async (tool name, arguments) -> bool, from the UI
+    tracer: Any = None  # agent.tracing.RunTracer of the app (None: not traced)
+    trace_parent: Any = None  # the OpenTelemetry Context of this run's span: nodes are its children
+    usage: Any = None  # agent.tracing.RunUsage: this run's tokens, summed over its model calls
 
     def tool_context(self):
         from tools.registry import ToolContext

@@ -147,20 +147,30 @@ def _check_port_free(host: str, port: int) -> None:
 
 @cli.group()
 def tools() -> None:
-    """List or call the built-in tools."""
+    """List or call the built-in tools and those of the configured MCP servers."""
 
 
 @tools.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print the OpenAI function schemas.")
+@click.option("--json", "as_json", is_flag=True, help="Print the OpenAI function schemas (MCP tools with their `server`).")
 def tools_list(as_json: bool) -> None:
-    from agent.runner import default_tools
+    from agent.runner import open_tools
+    from tools.mcp_tools import listing
 
-    registry = default_tools(_settings())
+    async def listed():
+        async with open_tools(_settings()) as (registry, _, errors):
+            return listing(registry), errors
+
+    schemas, errors = asyncio.run(listed())
+    for server, error in errors.items():
+        if error:
+            click.echo(f"warning: MCP server {server} is down: {one_line(error)}", err=True)
     if as_json:
-        click.echo(json.dumps(registry.openai_schemas(), ensure_ascii=False, indent=2))
+        click.echo(json.dumps(schemas, ensure_ascii=False, indent=2))
         return
-    for tool in registry:
-        click.echo(f"{tool.name}: {tool.description.splitlines()[0]}")
+    for schema in schemas:
+        function = schema["function"]
+        where = f" [MCP server {schema['server']}]" if "server" in schema else ""
+        click.echo(f"{function['name']}{where}: {(function['description'] or '').splitlines()[0] if function['description'] else ''}")
 
 
 @tools.command("call")
@@ -169,10 +179,13 @@ def tools_list(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help='Print {"ok": true, "result": ...} or {"ok": false, "error": ...}.')
 def tools_call(name: str, args: str, as_json: bool) -> None:
     """Call one tool directly."""
-    from agent.runner import default_tools
+    from agent.runner import open_tools
 
-    registry = default_tools(_settings())
-    result = asyncio.run(registry.ainvoke(name, args))
+    async def called():
+        async with open_tools(_settings()) as (registry, _, _errors):
+            return await registry.ainvoke(name, args)
+
+    result = asyncio.run(called())
     if as_json:
         payload = {"ok": True, "result": result.result} if result.ok else {"ok": False, "error": result.error}
         if result.artifacts:
@@ -234,6 +247,14 @@ from apps.memory_cli import memory as _memory_group  # noqa: E402
 
 cli.add_command(_memory_group)
 cli.add_command(_feedback_command)
+
+
+# ---------------------------------------------------------------- mcp (serve our tools), trace (last run's spans)
+
+from apps.mcp_cli import mcp_command, trace_command  # noqa: E402 - registered here, defined in apps/mcp_cli.py
+
+cli.add_command(mcp_command)
+cli.add_command(trace_command)
 
 
 # ---------------------------------------------------------------- entry point

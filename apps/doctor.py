@@ -29,8 +29,51 @@ def report(settings: Settings) -> dict[str, dict[str, Any]]:
             "config_file": f"{config_file} ({'found' if config_file.is_file() else 'not found'})",
         },
         "tools": {tool.name: tool.description.splitlines()[0] for tool in default_tools(settings)},
+        "mcp": _mcp(settings),
+        "tracing": _tracing(settings),
         "models": _models(settings),
     }
+
+
+def _mcp(settings: Settings) -> dict[str, Any]:
+    """Each configured MCP server, started now to see whether it is up, and its tools."""
+    import asyncio
+
+    from agent.runner import open_tools
+    from tools.registry import ToolRegistry
+
+    if not settings.mcp.servers:
+        return {"servers": "none configured ([mcp.servers.NAME] in mmagent.toml)", "serving": _serving(settings)}
+
+    async def probe() -> dict[str, Any]:
+        async with open_tools(settings, ToolRegistry()) as (registry, hub, errors):
+            out: dict[str, Any] = {}
+            for status in hub.status():
+                name = status["server"]
+                if not settings.mcp.servers[name].enabled:
+                    continue
+                tools = [t.name for t in registry if getattr(t, "server", None) == name]
+                state = f"up, {len(tools)} tools ({', '.join(tools)})" if errors.get(name) is None else f"DOWN: {errors[name]}"
+                out[name] = f"{status['transport']} {status['target']}: {state}" + (" [ask first]" if status["ask_first"] else "")
+            for name, config in settings.mcp.servers.items():
+                if not config.enabled:
+                    out[name] = "disabled"
+            return out
+
+    return {**asyncio.run(probe()), "serving": _serving(settings)}
+
+
+def _serving(settings: Settings) -> str:
+    http = "and at /mcp in `mmagent serve`" if settings.mcp.serve_http else "(/mcp is off: mcp.serve_http = false)"
+    return f"our tools over stdio with `mmagent mcp` {http}"
+
+
+def _tracing(settings: Settings) -> dict[str, Any]:
+    if not settings.tracing.enabled:
+        return {"enabled": False}
+    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    where = f"OTLP to {endpoint}" if endpoint else f"JSON per run under {(settings.data_dir / 'traces').resolve()}"
+    return {"enabled": True, "export": where}
 
 
 def _models(settings: Settings) -> dict[str, Any]:

@@ -84,10 +84,11 @@ def create_app(settings: Settings, *, llm: str | None = None, ui: bool = True) -
     # before the lifespan runs, and shares the knowledge base with the tools.
     knowledge = KnowledgeBase(settings)
     registry = default_tools(settings, knowledge=knowledge)
+    mcp_endpoint = _mcp_endpoint(settings, lambda: services_of(app))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        async with open_agent(settings, llm=llm, registry=registry) as agent:
+        async with open_agent(settings, llm=llm, registry=registry) as agent, _running(mcp_endpoint):
             app.state.services = Services(settings, agent, knowledge)
             log.info("mmagent serving with model %s", agent.backend.spec)
             yield
@@ -98,6 +99,10 @@ def create_app(settings: Settings, *, llm: str | None = None, ui: bool = True) -
     app.state.services = None
     # Routes under /v1 must be registered before the UI is mounted at "/", which catches the rest.
     app.include_router(api_router(), prefix="/v1")
+    if mcp_endpoint is not None:
+        from starlette.routing import Route
+
+        app.router.routes.append(Route("/mcp", endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"]))
     if ui:
         import gradio as gr
 
@@ -108,6 +113,24 @@ def create_app(settings: Settings, *, llm: str | None = None, ui: bool = True) -
             app, blocks, path="/", allowed_paths=[str(settings.artifacts_dir.resolve())], footer_links=["api"],
         )
     return app
+
+
+def _mcp_endpoint(settings: Settings, services: Any):
+    """Our tools over MCP at /mcp (apps/mcp_server.py), unless `mcp.serve_http` is off."""
+    if not settings.mcp.serve_http:
+        return None
+    from apps.mcp_server import McpEndpoint
+
+    return McpEndpoint(services, settings)
+
+
+@asynccontextmanager
+async def _running(mcp_endpoint):
+    try:
+        yield
+    finally:
+        if mcp_endpoint is not None:
+            await mcp_endpoint.aclose()  # its MCP sessions end with the app
 
 
 def _version() -> str:

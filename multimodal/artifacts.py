@@ -328,3 +328,11 @@ def _write_error(exc: OSError, folder: Path) -> ToolError:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def save_image_bytes(settings: Any, data: bytes, metadata: dict[str, Any] | None = None, label: str = "image") -> dict[str, Any]:
+    """Encoded image bytes from elsewhere (an MCP tool's result) checked like an upload, then
+    saved as a PNG artifact. Raises ToolError when they are not an acceptable image."""
+    _check_bytes(settings, len(data), label)
+    image, _ = _decode(io.BytesIO(data), label, settings.models.max_image_pixels)
+    return save_image(settings, image, metadata)

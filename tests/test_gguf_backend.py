@@ -63,6 +63,15 @@ def test_a_named_tool_call_is_valid(backend: GGUFBackend) -> None:
     assert backend.describe()["runtime"] == "llama.cpp" and backend.describe()["loaded"]
 
 
+def test_token_counts_are_the_models_own(backend: GGUFBackend) -> None:
+    text = "Question: What is the capital of France?\nAnswer:"
+    reply = run(backend.complete(ChatRequest(messages=[], completion_prompt=text, max_tokens=8, purpose="respond")))
+    assert reply.usage.prompt_tokens == len(backend._ensure_runtime().model.tokenize(text, add_bos=True))
+    assert 1 <= reply.usage.completion_tokens <= 8
+    call = run(backend.complete(ChatRequest(messages=[{"role": "user", "content": "What is 12 times 7?"}], tools=[CALC], tool_choice="calculator")))
+    assert call.usage.prompt_tokens > 0 and call.usage.completion_tokens > 0  # forced JSON text counts too
+
+
 def test_a_few_shot_prompt_gets_the_expression(backend: GGUFBackend) -> None:
     from agent.prompts import call_prompt
 

@@ -95,3 +95,15 @@ def test_errors_are_clear(server):
     down = OpenAIBackend("m", base_url="http://127.0.0.1:9/v1", api_key="k", timeout_s=2)
     with pytest.raises(LLMError, match="cannot reach the OpenAI-compatible server"):
         asyncio.run(down.complete(ChatRequest(messages=[{"role": "user", "content": "hi"}])))
+
+
+def test_the_servers_token_counts_come_back(server):
+    usage = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m", "choices": [],
+             "usage": {"prompt_tokens": 17, "completion_tokens": 3, "total_tokens": 20}}
+    FakeOpenAI.replies = [[chunk({"role": "assistant", "content": "Hi"}), chunk({}, "stop"), f"data: {json.dumps(usage)}\n\n"], [chunk({"content": "x"})]]
+    backend = OpenAIBackend("m", base_url=server, api_key="k")
+    reply = asyncio.run(backend.complete(ChatRequest(messages=[{"role": "user", "content": "hi"}])))
+    assert reply.content == "Hi" and (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (17, 3)
+    assert FakeOpenAI.received[0]["stream_options"] == {"include_usage": True}
+    # A server that sends no counts: no usage (the caller estimates), not zeros.
+    assert asyncio.run(backend.complete(ChatRequest(messages=[{"role": "user", "content": "hi"}]))).usage is None

@@ -126,20 +126,14 @@ class Tool:
     ) -> ToolResult:
         limit = self.timeout_s or timeout_s
         try:
-            args = self.validate(arguments)
-            kwargs = args.model_dump()
+            kwargs = self.arguments(self.validate(arguments))
             if context and self.name in context.needs_approval:
                 # Fails closed: a gated tool with no one to ask does not run.
                 if context.approve is None:
                     raise ToolError(f"{self.name} needs the user's approval and there is no one to ask; do not call it again for this request")
                 if not await context.approve(self.name, dict(kwargs)):
                     raise ToolError(f"the user declined to run {self.name}; do not call it again for this request")
-            if self.wants_context:
-                kwargs["context"] = context or ToolContext()
-            if inspect.iscoroutinefunction(self.func):
-                call = self.func(**kwargs)
-            else:
-                call = asyncio.to_thread(self.func, **kwargs)
+            call = self.call(kwargs, context or ToolContext())
             value = await asyncio.wait_for(call, limit) if limit else await call
         except ToolError as exc:
             return ToolResult(ok=False, error=bounded(str(exc)))
@@ -150,6 +144,18 @@ class Tool:
         if isinstance(value, ToolOutput):
             return ToolResult(ok=True, result=value.result, artifacts=value.artifacts)
         return ToolResult(ok=True, result=value)
+
+    def arguments(self, validated: BaseModel) -> dict[str, Any]:
+        """The validated arguments as keyword arguments (what the approval gate shows)."""
+        return validated.model_dump()
+
+    def call(self, kwargs: dict[str, Any], context: ToolContext) -> Awaitable[Any]:
+        """The call itself, as an awaitable (tools from MCP servers override this)."""
+        if self.wants_context:
+            kwargs = {**kwargs, "context": context}
+        if inspect.iscoroutinefunction(self.func):
+            return self.func(**kwargs)
+        return asyncio.to_thread(self.func, **kwargs)
 
     def invoke(self, arguments: dict[str, Any] | str | None, timeout_s: float | None = None) -> ToolResult:
         return asyncio.run(self.ainvoke(arguments, timeout_s))
@@ -219,7 +225,8 @@ class ToolRegistry:
         return name in self._tools
 
     def __iter__(self):
-        return iter(self._tools.values())
+        # A snapshot: MCP tools are registered on the event loop while routing may iterate in a thread.
+        return iter(list(self._tools.values()))
 
     def __len__(self) -> int:
         return len(self._tools)

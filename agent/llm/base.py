@@ -96,11 +96,19 @@ class ChatRequest(BaseModel):
     stop: list[str] = Field(default_factory=list)
 
 
+class Usage(BaseModel):
+    """Tokens of one model call, as the backend counted them (None on a reply: not counted)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
 class ChatReply(BaseModel):
     content: str = ""
     tool_calls: list[ToolCall] = Field(default_factory=list)
     # Arguments that were not valid JSON, kept verbatim so the caller can report them.
     raw_tool_arguments: dict[str, str] = Field(default_factory=dict)
+    usage: Usage | None = None
 
     @field_validator("content")
     @classmethod
@@ -111,6 +119,23 @@ class ChatReply(BaseModel):
     @classmethod
     def _raw(cls, value: dict[str, str]) -> dict[str, str]:
         return {clean_text(k): clean_text(v) for k, v in value.items()}
+
+
+def usage_of(request: ChatRequest, reply: ChatReply) -> tuple[int, int, bool]:
+    """(prompt tokens, completion tokens, estimated?) of a call: the backend's own count, else
+    an estimate from the text (memory/tokens.py), for backends that count nothing (scripted)."""
+    if reply.usage is not None:
+        return reply.usage.prompt_tokens, reply.usage.completion_tokens, False
+    from memory.tokens import MESSAGE_OVERHEAD, estimate_tokens
+
+    prompt_text = request.completion_prompt
+    if prompt_text is not None:
+        prompt = estimate_tokens(prompt_text)
+    else:
+        prompt = sum(estimate_tokens(json.dumps(m.get("content") or "", ensure_ascii=False)) + MESSAGE_OVERHEAD for m in request.messages)
+        prompt += sum(estimate_tokens(json.dumps(t, ensure_ascii=False)) for t in request.tools)
+    completion = estimate_tokens(reply.content) + sum(estimate_tokens(json.dumps(c.to_openai(), ensure_ascii=False)) for c in reply.tool_calls)
+    return prompt, completion, True
 
 
 def _finite(text: str) -> float:

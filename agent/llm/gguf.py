@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from agent.config import Settings
-from agent.llm.base import ChatBackend, ChatReply, ChatRequest, LLMError, TokenCallback
+from agent.llm.base import ChatBackend, ChatReply, ChatRequest, LLMError, TokenCallback, Usage
 from agent.llm.constrained import (
     TRANSCRIPT_STOPS,
     OutputPlan,
@@ -254,8 +254,11 @@ class GGUFBackend(ChatBackend):
         with runtime.model.lock:
             generated = self._decode(runtime, prompt, max_new, constraint, stops, emit, cancel, request.temperature)
         if constraint is None:
-            return ChatReply(content=self._visible_text(runtime, generated, stops))
-        return self._interpret(plan, request, runtime, generated, constraint)
+            reply = ChatReply(content=self._visible_text(runtime, generated, stops))
+        else:
+            reply = self._interpret(plan, request, runtime, generated, constraint)
+        reply.usage = Usage(prompt_tokens=len(prompt), completion_tokens=len(generated))
+        return reply
 
     def _decode(
         self, runtime: _Runtime, prompt: list[int], max_new: int, constraint: JsonConstraint | None,

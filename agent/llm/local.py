@@ -50,7 +50,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from agent.config import Settings
-from agent.llm.base import ChatBackend, ChatReply, ChatRequest, LLMError, TokenCallback
+from agent.llm.base import ChatBackend, ChatReply, ChatRequest, LLMError, TokenCallback, Usage
 from agent.llm.constrained import (  # noqa: F401 - re-exported: tests and benches import them from here
     TRANSCRIPT_STOPS,
     OutputPlan,
@@ -475,9 +475,12 @@ class LocalBackend(ChatBackend):
         generated = output[0, prompt_len:].tolist()
 
         if streamer is not None:
-            return ChatReply(content=streamer.text(final=True))
-        assert constraint is not None
-        return self._interpret_json(plan, request, generated, constraint, runtime, max_new)
+            reply = ChatReply(content=streamer.text(final=True))
+        else:
+            assert constraint is not None
+            reply = self._interpret_json(plan, request, generated, constraint, runtime, max_new)
+        reply.usage = Usage(prompt_tokens=prompt_len, completion_tokens=len(generated))
+        return reply
 
     def _fit_context(self, prompt_len: int, max_new: int) -> int:
         assert self._runtime is not None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from agent.llm.base import ChatBackend, ChatReply, ChatRequest, LLMError, TokenCallback, reply_from_openai
+from agent.llm.base import ChatBackend, ChatReply, ChatRequest, LLMError, TokenCallback, Usage, reply_from_openai
 
 
 class OpenAIBackend(ChatBackend):
@@ -42,6 +42,8 @@ class OpenAIBackend(ChatBackend):
             "temperature": request.temperature,
             "max_tokens": request.max_tokens,
             "stream": True,
+            # The last chunk then carries the call's token counts (OpenAI, vLLM, llama.cpp, Ollama).
+            "stream_options": {"include_usage": True},
         }
         if request.tools and request.tool_choice != "none":
             params["tools"] = request.tools
@@ -61,9 +63,12 @@ class OpenAIBackend(ChatBackend):
 
         content: list[str] = []
         calls: dict[int, dict[str, str]] = {}
+        usage: Usage | None = None
         try:
             stream = await self.client.chat.completions.create(**self._params(request))
             async for chunk in stream:
+                if getattr(chunk, "usage", None) is not None:
+                    usage = Usage(prompt_tokens=chunk.usage.prompt_tokens or 0, completion_tokens=chunk.usage.completion_tokens or 0)
                 if not chunk.choices:
                     continue
                 delta = chunk.choices[0].delta
@@ -87,7 +92,9 @@ class OpenAIBackend(ChatBackend):
             raise LLMError(f"the model server answered {exc.status_code}: {_short(exc)}") from None
         except openai.APITimeoutError:
             raise LLMError(f"the model server at {self.base_url} did not answer within {self.timeout_s:g} s") from None
-        return reply_from_openai("".join(content), [calls[i] for i in sorted(calls)])
+        reply = reply_from_openai("".join(content), [calls[i] for i in sorted(calls)])
+        reply.usage = usage
+        return reply
 
     def describe(self) -> dict[str, Any]:
         return {"spec": self.spec, "base_url": self.base_url, "api_key_set": bool(os.environ.get("OPENAI_API_KEY"))}

@@ -58,7 +58,10 @@ def _extra(thread_id: str, final: dict[str, Any]) -> dict[str, Any]:
     return {"mmagent": {"thread_id": thread_id, **{k: final.get(k) for k in ("plan", "steps", "artifacts")}}}
 
 
-async def complete(services: Services, conversations: Conversations, *, user_id: str, messages: list[dict[str, Any]], stream: bool):
+async def complete(
+    services: Services, conversations: Conversations, *, user_id: str, messages: list[dict[str, Any]], stream: bool,
+    include_usage: bool = False,
+):
     thread_id, request, images = turn_input(services, conversations, user_id, messages)
     agent = services.agent
     cid, created = fmt.completion_id(), fmt.now()
@@ -78,7 +81,8 @@ async def complete(services: Services, conversations: Conversations, *, user_id:
             raise ApiError(502, f"the model failed: {final['error']}")
         remember(final["answer"])
         message = {"role": "assistant", "content": final["answer"], "refusal": None}
-        return JSONResponse(fmt.completion(cid, created, message, "stop", _extra(thread_id, final)), headers=headers)
+        extra = {"usage": final.get("usage") or fmt.NO_USAGE, **_extra(thread_id, final)}
+        return JSONResponse(fmt.completion(cid, created, message, "stop", extra), headers=headers)
 
     # Text from an act step is held until the step ends: if tool calls follow, it was the
     # model thinking aloud, not the answer. Respond-step tokens are the answer and go out live,
@@ -109,6 +113,8 @@ async def complete(services: Services, conversations: Conversations, *, user_id:
                         yield ServerSentEvent(fmt.chunk(cid, created, {"content": rest}))
                     remember(answer)
                     yield ServerSentEvent(fmt.chunk(cid, created, {}, "stop"))
+                    if include_usage:
+                        yield ServerSentEvent(fmt.usage_chunk(cid, created, event.get("usage") or fmt.NO_USAGE))
         except Exception:  # noqa: BLE001 - the response has started: report in-stream
             log.exception("agent chat stream failed")
             yield ServerSentEvent(fmt.error_data("internal error (see the server log)", "server_error"))

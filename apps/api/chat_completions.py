@@ -68,10 +68,14 @@ def chat_router(conversations: Conversations) -> APIRouter:
         user_id = user_id_of(request, body.user)
         messages = [m.model_dump(exclude_none=True) for m in body.messages]
         schema = response_schema(body.response_format)
+        options = (body.model_extra or {}).get("stream_options")
+        include_usage = bool(body.stream and isinstance(options, dict) and options.get("include_usage"))
         if not body.tools and schema is None:
             if body.tool_choice not in (None, "auto", "none"):
                 raise ApiError(400, "tool_choice needs tools", param="tool_choice")
-            return await agent_chat.complete(svc, conversations, user_id=user_id, messages=messages, stream=body.stream)
+            return await agent_chat.complete(
+                svc, conversations, user_id=user_id, messages=messages, stream=body.stream, include_usage=include_usage
+            )
         try:
             tools = normalise_tools(body.tools) if body.tools else ClientTools()
             choice = tools.choice(body.tool_choice) if body.tools else "none"
@@ -81,6 +85,7 @@ def chat_router(conversations: Conversations) -> APIRouter:
             svc, conversations,
             user_id=user_id, messages=messages, tools=tools, tool_choice=choice, response_schema=schema,
             temperature=body.temperature, max_tokens=body.max_completion_tokens or body.max_tokens, stream=body.stream,
+            include_usage=include_usage,
         )
 
     return router

@@ -42,6 +42,7 @@ async def complete(
     temperature: float | None,
     max_tokens: int | None,
     stream: bool,
+    include_usage: bool = False,
 ):
     # The backend's per-conversation state (the scripted model's cursor) follows the
     # conversation across the client's round trips.
@@ -72,7 +73,7 @@ async def complete(
             log.error("client-tools completion failed", exc_info=exc)
             raise ApiError(502, f"the model backend failed: {type(exc).__name__}") from None
         message, reason = finish(reply)
-        return JSONResponse(fmt.completion(cid, created, message, reason))
+        return JSONResponse(fmt.completion(cid, created, message, reason, {"usage": fmt.usage_of_reply(request, reply)}))
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         yield ServerSentEvent(fmt.chunk(cid, created, {"role": "assistant", "content": ""}))
@@ -91,6 +92,8 @@ async def complete(
                 for delta in fmt.tool_call_deltas(message):
                     yield ServerSentEvent(fmt.chunk(cid, created, delta))
                 yield ServerSentEvent(fmt.chunk(cid, created, {}, reason))
+                if include_usage:
+                    yield ServerSentEvent(fmt.usage_chunk(cid, created, fmt.usage_of_reply(request, value)))
         yield ServerSentEvent(fmt.DONE)
 
     return sse_response(events())

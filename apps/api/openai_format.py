@@ -42,6 +42,9 @@ def assistant_message(reply: ChatReply, tools: ClientTools) -> dict[str, Any]:
     return message
 
 
+NO_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+
+
 def completion(cid: str, created: int, message: dict[str, Any], finish_reason: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": cid,
@@ -68,6 +71,23 @@ def chunk(cid: str, created: int, delta: dict[str, Any], finish_reason: str | No
         },
         ensure_ascii=False,
     )
+
+
+def usage_chunk(cid: str, created: int, usage: dict[str, int]) -> str:
+    """The last chunk of a stream whose request asked `stream_options.include_usage` (OpenAI's shape)."""
+    return json.dumps(
+        {"id": cid, "object": "chat.completion.chunk", "created": created, "model": MODEL_ID,
+         "system_fingerprint": None, "choices": [], "usage": usage},
+        ensure_ascii=False,
+    )
+
+
+def usage_of_reply(request: Any, reply: Any) -> dict[str, int]:
+    """OpenAI's `usage` of one backend call (the backend's count, else an estimate)."""
+    from agent.llm.base import usage_of
+
+    prompt, completion, _ = usage_of(request, reply)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 def tool_call_deltas(message: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""`GET /v1/tools` and `POST /v1/tools/{name}/invoke`: the built-in tools, without the agent.
+"""`GET /v1/tools` and `POST /v1/tools/{name}/invoke`: the tools (built-in, and those of the
+configured MCP servers, which name their `server`), without the agent.
 
 Status codes: 200 `{"ok": true, ...}` when the tool ran; 422 `{"ok": false}` when the
 arguments do not fit the tool's schema (nothing ran); 200 `{"ok": false}` when the tool ran
@@ -16,15 +17,19 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from apps.api.auth import require_api_key, services, user_id_of
 from apps.api.errors import ApiError, ToolApiRoute, json_object
+from tools.mcp_tools import listing
 from tools.registry import Tool, ToolContext, ToolError
 
 THREAD_HEADER = "X-MMAGENT-Thread"
 _THREAD_ID = re.compile(r"^[\w.:-]{1,128}$")
 
 
-def _tool(request: Request, name: str) -> Tool:
+async def _tool(request: Request, name: str) -> Tool:
+    agent = services(request).agent
+    if name not in agent.registry:
+        await agent.ready_tools()  # an MCP server's tool, and the server not started yet
     try:
-        return services(request).agent.registry.get(name)
+        return agent.registry.get(name)
     except ToolError as exc:
         raise ApiError(404, str(exc), code="unknown_tool") from None
 
@@ -34,16 +39,18 @@ def tools_router() -> APIRouter:
 
     @router.get("/tools")
     async def list_tools(request: Request) -> dict[str, Any]:
-        return {"object": "list", "data": services(request).agent.registry.openai_schemas()}
+        agent = services(request).agent
+        await agent.ready_tools()  # MCP servers start on first need; a server that is down is left out
+        return {"object": "list", "data": listing(agent.registry)}
 
     @router.get("/tools/{name}")
     async def get_tool(name: str, request: Request) -> dict[str, Any]:
-        return _tool(request, name).openai_schema()
+        return (await _tool(request, name)).openai_schema()
 
     @router.post("/tools/{name}/invoke")
     async def invoke_tool(name: str, request: Request) -> Any:
         svc = services(request)
-        tool = _tool(request, name)
+        tool = await _tool(request, name)
         arguments = json_object(await request.body(), what="the tool arguments (request body)")
         try:
             tool.validate(arguments)

@@ -60,7 +60,9 @@ def build_ui(get_services: Callable[[], Any], tool_names: list[str]) -> gr.Block
             state = ensure(state)
             services = get_services()
             chat = await _thread_messages(services, state)
-            # The agent may add tools of its own (e.g. memory tools) to the registry it was given.
+            # The agent may add tools of its own (e.g. memory tools, MCP servers' tools, which
+            # start here on first need) to the registry it was given.
+            await services.agent.ready_tools()
             names = services.agent.registry.names()
             tools = gr.update(choices=names, value=names)
             return state, await _thread_choices(services, state), chat, panels.describe_model(services), tools
