@@ -23,7 +23,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, ToolMessage
 from langgraph.runtime import Runtime
 
-from agent import prompts, weak_model
+from agent import prompts, safety, weak_model
 from agent.events import FinalEvent, PlanEvent, ReflectionEvent, ToolCallEvent, ToolResultEvent, emit, token_emitter
 from agent.history import Budget, fit, to_openai
 from agent.llm.base import (
@@ -440,8 +440,11 @@ async def respond(state: AgentState, runtime: Ctx) -> dict[str, Any]:
     limits, sampling = ctx.settings.limits, ctx.settings.sampling
     error = state.get("error")
     draft = state.get("draft", "")
-    stop = "" if draft or error else stop_note(state, limits)
-    if error:
+    refusal = state.get("refusal", "")
+    stop = "" if draft or error or refusal else stop_note(state, limits)
+    if refusal:
+        answer = refusal
+    elif error:
         answer = prompts.MODEL_FAILED.format(error=error)
     elif draft and sampling.self_consistency == 1:
         answer = draft
@@ -467,6 +470,8 @@ async def respond(state: AgentState, runtime: Ctx) -> dict[str, Any]:
     if stop:
         answer = stop + ("\n\n" + answer if answer.strip() else "")
     answer = with_honesty_notes(answer, state)
+    if not refusal:
+        answer = await safety.guard_output(ctx, answer)
 
     update: dict[str, Any] = {"answer": answer, "error": error}
     last = state["messages"][-1]

@@ -26,6 +26,7 @@ from memory.threads import ThreadAccessDenied, ThreadCatalog, ThreadError, Threa
 from tools.registry import ToolRegistry
 
 if TYPE_CHECKING:
+    from agent.safety import SafetyGuard
     from memory.long_term import LongTermMemory
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class RunResult(BaseModel):
 class Agent:
     def __init__(
         self, settings: Settings, backend: ChatBackend, registry: ToolRegistry, router=None, checkpointer=None,
-        *, threads: ThreadCatalog | None = None, memory: LongTermMemory | None = None,
+        *, threads: ThreadCatalog | None = None, memory: LongTermMemory | None = None, safety: SafetyGuard | None = None,
     ) -> None:
         self.settings = settings
         self.backend = backend
@@ -58,6 +59,9 @@ class Agent:
         # cannot be listed; without memory there is no recall, no notes and no memory tools.
         self.threads = threads
         self.memory = memory
+        # Moderation of requests and answers; an Agent built by hand gets its own guard, whose
+        # encoder (shared with the router when there is one) loads on the first check.
+        self.safety = safety if safety is not None else default_guard(settings, router)
         # Threads with a run going on in this process: their checkpoint has steps left too, but
         # they are not interrupted, and resuming them would run the graph twice on one thread.
         self._live: Counter[str] = Counter()
@@ -98,6 +102,7 @@ class Agent:
         context = AgentContext(
             self.settings, self.backend, registry, router, session=options.session or thread_id, user_id=user_id,
             needs_approval=frozenset(needs_approval), approve=approve, memory=self._memory_on(), thread_id=thread_id,
+            safety=self.safety,
         )
         turn = new_turn(request, images, list(options.lessons), options.task_type)
         final: dict[str, Any] | None = None
@@ -145,7 +150,7 @@ class Agent:
             raise ThreadError(f"thread {thread_id!r} has no interrupted run to resume")
         context = AgentContext(
             self.settings, self.backend, self.registry, self.router, session=thread_id, user_id=user_id,
-            memory=self._memory_on(), thread_id=thread_id,
+            memory=self._memory_on(), thread_id=thread_id, safety=self.safety,
         )
 
         async def events() -> AsyncIterator[dict[str, Any]]:
@@ -352,7 +357,7 @@ async def open_agent(
     router = ToolRouter(registry, encoder)
     try:
         async with open_threads(settings.threads_db if persist else None) as (saver, catalog):
-            agent = Agent(settings, backend, registry, router, saver, threads=catalog, memory=memory)
+            agent = Agent(settings, backend, registry, router, saver, threads=catalog, memory=memory, safety=default_guard(settings, router))
             if persist:
                 await agent.prune_threads(vacuum=False)  # retention limits apply from start-up on
             yield agent
@@ -371,9 +376,20 @@ def _warm_up(backend) -> None:
 
 def open_memory(settings: Settings, encoder, persist: bool = True) -> LongTermMemory:
     from memory.long_term import LongTermMemory
+    from memory.pii import mask_pii
     from memory.store import memory_dir, open_collections
 
-    return LongTermMemory(open_collections(memory_dir(settings.data_dir) if persist else None), encoder)
+    redact = mask_pii if settings.safety.mask_pii else None
+    return LongTermMemory(open_collections(memory_dir(settings.data_dir) if persist else None), encoder, redact=redact)
+
+
+def default_guard(settings: Settings, router=None) -> SafetyGuard:
+    """The moderation guard of an app: the router's sentence encoder when there is one (one model per app)."""
+    from agent.safety import SafetyGuard
+    from multimodal.text_embeddings import SentenceEncoder
+
+    encoder = getattr(router, "encoder", None) or SentenceEncoder()
+    return SafetyGuard(settings.safety, encoder)
 
 
 def with_memory_tools(registry: ToolRegistry, memory: LongTermMemory | None) -> ToolRegistry:
