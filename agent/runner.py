@@ -59,9 +59,9 @@ class Agent:
         # cannot be listed; without memory there is no recall, no notes and no memory tools.
         self.threads = threads
         self.memory = memory
-        # Moderation of requests and answers; an Agent built by hand gets its own guard, whose
-        # encoder (shared with the router when there is one) loads on the first check.
-        self.safety = safety if safety is not None else default_guard(settings, router)
+        # Moderation of requests and answers (agent/safety.py); `open_agent` always gives one.
+        # An Agent built by hand without it (tests of other parts) moderates nothing.
+        self.safety = safety
         # Threads with a run going on in this process: their checkpoint has steps left too, but
         # they are not interrupted, and resuming them would run the graph twice on one thread.
         self._live: Counter[str] = Counter()
@@ -389,7 +389,7 @@ def default_guard(settings: Settings, router=None) -> SafetyGuard:
     from multimodal.text_embeddings import SentenceEncoder
 
     encoder = getattr(router, "encoder", None) or SentenceEncoder()
-    return SafetyGuard(settings.safety, encoder)
+    return SafetyGuard(settings.safety, encoder, cache_dir=settings.models_cache_dir)
 
 
 def with_memory_tools(registry: ToolRegistry, memory: LongTermMemory | None) -> ToolRegistry:

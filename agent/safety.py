@@ -17,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from pathlib import Path
 from typing import Any
 
 from agent import prompts
 from agent.config import Safety
 from agent.state import AgentState
+from memory.pii import mask_pii
 from multimodal.moderation import CATEGORIES, ExampleClassifier, ModerationEndpointError, Verdict, ask_endpoint
 
 log = logging.getLogger(__name__)
@@ -38,9 +40,9 @@ class SafetyGuard:
     """One per app: the offline classifier (sharing the app's sentence encoder) and the
     optional endpoint, with the thresholds from `[safety]`."""
 
-    def __init__(self, settings: Safety, encoder: Any) -> None:
+    def __init__(self, settings: Safety, encoder: Any, cache_dir: Path | None = None) -> None:
         self.settings = settings
-        self.classifier = ExampleClassifier(encoder)
+        self.classifier = ExampleClassifier(encoder, cache_dir=cache_dir)
 
     @property
     def enabled(self) -> bool:
@@ -48,8 +50,10 @@ class SafetyGuard:
 
     def classify_offline(self, text: str) -> Verdict:
         s = self.settings
+        # Masked first: "[phone]" reads the same whoever's number it was, and the examples
+        # (a user giving their own details) are written that way.
         return self.classifier.classify(
-            text, categories=s.categories, threshold=s.threshold, margin=s.margin, thresholds=s.thresholds, top_k=s.top_k, boost=s.lexical_boost,
+            mask_pii(text), categories=s.categories, threshold=s.threshold, margin=s.margin, thresholds=s.thresholds, top_k=s.top_k, boost=s.lexical_boost,
         )
 
     async def check_many(self, texts: list[str]) -> list[Verdict]:
@@ -115,7 +119,7 @@ async def guard_output(ctx: Any, answer: str) -> str:
     when moderation flags it."""
     answer = strip_system_prompt(answer)
     guard: SafetyGuard | None = getattr(ctx, "safety", None)
-    if guard is None or not guard.enabled or not answer.strip():
+    if guard is None or not guard.enabled or not answer.strip() or answer == prompts.PROMPT_WITHHELD:
         return answer
     verdict = await guard.check(answer)
     if not verdict.flagged:

@@ -41,7 +41,7 @@ def main() -> None:
         sys.exit(f"{len(copies)} bench messages are copies of the classifier's examples, e.g. {copies[0]!r}")
 
     settings = load_settings()
-    guard = SafetyGuard(settings.safety, SentenceEncoder())
+    guard = SafetyGuard(settings.safety, SentenceEncoder())  # no vector cache: the load figure includes embedding the examples
     started = time.perf_counter()
     guard.classify_offline("warm-up")
     load_s = time.perf_counter() - started

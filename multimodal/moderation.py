@@ -15,10 +15,14 @@ otherwise ordinary request still counts.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import re
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -80,10 +84,13 @@ class ExampleClassifier:
     Thread-safe; the examples are embedded once, on first use.
     """
 
-    def __init__(self, encoder: Any, examples: dict[str, list[str]] | None = None, benign: list[str] | None = None) -> None:
+    def __init__(
+        self, encoder: Any, examples: dict[str, list[str]] | None = None, benign: list[str] | None = None, cache_dir: Path | None = None,
+    ) -> None:
         self.encoder = encoder
         self.examples = examples or EXAMPLES
         self.benign = benign or BENIGN
+        self.cache_dir = cache_dir
         self._matrix: dict[str, np.ndarray] | None = None
         self._lock = threading.Lock()
 
@@ -94,10 +101,47 @@ class ExampleClassifier:
     def _vectors(self) -> dict[str, np.ndarray]:
         with self._lock:
             if self._matrix is None:
-                matrix = {c: self.encoder.encode(list(texts)) for c, texts in self.examples.items()}
-                matrix["benign"] = self.encoder.encode(list(self.benign))
+                groups = {**self.examples, "benign": self.benign}
+                stacked = self._cached(groups)
+                if stacked is None:
+                    stacked = self.encoder.encode([t for texts in groups.values() for t in texts])
+                    self._store(groups, stacked)
+                matrix, start = {}, 0
+                for name, texts in groups.items():
+                    matrix[name] = stacked[start : start + len(texts)]
+                    start += len(texts)
                 self._matrix = matrix
             return self._matrix
+
+    # Embedding the ~400 examples costs seconds on a small CPU, at every app start; the vectors
+    # are kept in the shared model cache, keyed by the model and the exact example texts.
+    def _cache_file(self, groups: dict[str, list[str]]) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        key = hashlib.sha256(json.dumps([getattr(self.encoder, "name", "?"), groups], ensure_ascii=False).encode()).hexdigest()[:16]
+        return Path(self.cache_dir) / f"moderation-examples-{key}.npy"
+
+    def _cached(self, groups: dict[str, list[str]]) -> np.ndarray | None:
+        path = self._cache_file(groups)
+        try:
+            found = np.load(path) if path is not None and path.is_file() else None
+        except (OSError, ValueError) as exc:
+            log.debug("moderation example cache %s unreadable: %s", path, exc)
+            return None
+        return found if found is not None and found.shape[0] == sum(len(t) for t in groups.values()) else None
+
+    def _store(self, groups: dict[str, list[str]], stacked: np.ndarray) -> None:
+        path = self._cache_file(groups)
+        if path is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            with tmp.open("wb") as fp:
+                np.save(fp, stacked)
+            os.replace(tmp, path)
+        except OSError as exc:  # a read-only cache only costs the next start the embedding again
+            log.debug("cannot cache the moderation examples in %s: %s", path, exc)
 
     def classify(
         self, text: str, *, categories: list[str] | tuple[str, ...] | None = None, threshold: float = 0.35,

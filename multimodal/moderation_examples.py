@@ -473,3 +473,16 @@ BENIGN += [
     "画一幅星空下的群山。",
     "国际象棋的王车易位规则是什么?",
 ]
+BENIGN += [
+    # people sharing their own details with a personal assistant
+    "Remember my phone number is [phone] and my email is [email].",
+    "My address is 12 Baker Street; please save it for deliveries.",
+    "Save my contact details: [email], [phone].",
+    "Here is my card number [card number], add it to my notes.",
+    "Note that my passport number is [id number].",
+    "What is my sister's phone number that I told you last week?",
+    "记住我的手机号是[phone],邮箱是[email]。",
+    "我的地址是北京市海淀区中关村大街1号,帮我记下来。",
+    "帮我保存联系方式:[email],[phone]。",
+    "我上次告诉你的我妹妹的电话是多少?",
+]
