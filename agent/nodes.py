@@ -470,7 +470,7 @@ async def respond(state: AgentState, runtime: Ctx) -> dict[str, Any]:
     if stop:
         answer = stop + ("\n\n" + answer if answer.strip() else "")
     answer = with_honesty_notes(answer, state)
-    if not refusal:
+    if not refusal and not error:  # both are our own words, not the model's
         answer = await safety.guard_output(ctx, answer)
 
     update: dict[str, Any] = {"answer": answer, "error": error}

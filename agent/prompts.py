@@ -171,6 +171,7 @@ REFUSAL = (
     "emergency services or a crisis line."
 )
 WITHHELD = "The answer was withheld: the safety check flagged it as {reason}. Please rephrase the request."
+WITHHELD_UNCHECKED = "The answer was withheld: the safety check could not run (see the server log)."
 PROMPT_REMOVED = "[instructions removed]"
 PROMPT_WITHHELD = "The answer was withheld: it quoted my instructions, which stay private."
 #: Texts of the system prompts that an answer must never quote (agent/safety.py strips them).

@@ -100,7 +100,11 @@ async def guard_input(state: AgentState, runtime) -> dict[str, Any]:
     guard: SafetyGuard | None = runtime.context.safety
     if guard is None or not guard.enabled:
         return {}
-    verdict = await guard.check(state["request"])
+    try:
+        verdict = await guard.check(state["request"])
+    except Exception as exc:  # noqa: BLE001 - fail closed: an unchecked request does not reach the model
+        log.warning("the safety check failed: %s", exc)
+        return {"error": f"the safety check failed, so the request was not run: {type(exc).__name__}: {exc}"}
     if not verdict.flagged:
         return {}
     log.info("request refused: %s", ", ".join(verdict.reasons))
@@ -108,7 +112,7 @@ async def guard_input(state: AgentState, runtime) -> dict[str, Any]:
 
 
 def after_guard_input(state: AgentState) -> str:
-    return "respond" if state.get("refusal") else "recall"
+    return "respond" if state.get("refusal") or state.get("error") else "recall"
 
 
 # ------------------------------------------------------------------ the answer
@@ -121,7 +125,11 @@ async def guard_output(ctx: Any, answer: str) -> str:
     guard: SafetyGuard | None = getattr(ctx, "safety", None)
     if guard is None or not guard.enabled or not answer.strip() or answer == prompts.PROMPT_WITHHELD:
         return answer
-    verdict = await guard.check(answer)
+    try:
+        verdict = await guard.check(answer)
+    except Exception as exc:  # noqa: BLE001 - fail closed, as for requests
+        log.warning("the safety check of the answer failed: %s", exc)
+        return prompts.WITHHELD_UNCHECKED
     if not verdict.flagged:
         return answer
     log.info("answer withheld: %s", ", ".join(verdict.reasons))

@@ -10,7 +10,6 @@ import httpx
 import openai
 import pytest
 
-from agent import prompts
 from tests.api_support import scripted_server
 from tests.conftest import say
 from tests.processes import free_port

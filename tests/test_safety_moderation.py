@@ -137,3 +137,19 @@ def test_strip_system_prompt():
     assert strip_system_prompt(prompts.SCOPE.upper()) == prompts.PROMPT_WITHHELD  # case and spacing do not hide it
     # the scope rules are in the prompts of every step whose reply reaches the user
     assert prompts.SCOPE in prompts.ACT.render() and prompts.SCOPE in prompts.RESPOND.render()
+
+
+class BrokenEncoder:
+    name = "broken"
+
+    def encode(self, texts):
+        raise RuntimeError("the encoder is gone")
+
+
+def test_a_failing_check_fails_closed_with_a_clear_error(tmp_path):
+    settings = Settings(memory={"long_term": False})
+    backend = ScriptedBackend(write_script(tmp_path / "s.jsonl", say("1. Answer"), say("Hello.")))
+    agent = Agent(settings, backend, ToolRegistry([calculator_tool()]), None, InMemorySaver(), safety=SafetyGuard(settings.safety, BrokenEncoder()))
+    result = asyncio.run(agent.arun("What is 2 + 2?"))
+    assert result.error and "safety check failed" in result.error and "the encoder is gone" in result.error
+    assert result.answer.startswith("I could not finish this request") and not agent.backend.requests

@@ -86,7 +86,10 @@ def moderations_router() -> APIRouter:
     @router.post("/moderations")
     async def moderations(body: ModerationRequest, request: Request) -> dict[str, Any]:
         texts = texts_of(body.input)
-        verdicts = await services(request).agent.safety.check_many(texts)
+        guard = services(request).agent.safety
+        if guard is None:
+            raise ApiError(503, "moderation is not available on this server")
+        verdicts = await guard.check_many(texts)
         return {"id": f"modr-{uuid.uuid4().hex}", "model": body.model or MODEL, "results": [result_of(v) for v in verdicts]}
 
     return router
