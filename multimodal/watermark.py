@@ -2,10 +2,11 @@
 
 Method, chosen by measurement (bench/watermark.py; docs/safety.md has the figures): the
 DWT-DCT-SVD embedder on the U (chroma) channel at scale 48, carrying a fixed 64-bit mark. Its
-`dwtDct` sibling (the Stable Diffusion scripts' choice) lost up to half the bits after a JPEG
-re-save at quality 80 on our test images; the Y channel survives JPEG too but leaves visible
-damage (PSNR ~17-22 dB). An image counts as marked when at least `MIN_MATCHING_BITS` of the 64
-decoded bits match; unmarked photos and model outputs matched at most 41.
+`dwtDct` sibling (the Stable Diffusion scripts' choice) came out of a JPEG re-save at quality 80
+with 19-25 of 64 bits right on our test images, no better than chance; marking the Y channel
+survives JPEG too but leaves visible damage (PSNR ~17-23 dB). An image counts as marked when at
+least `MIN_MATCHING_BITS` of the 64 decoded bits match; unmarked photos, model outputs, flat
+colours and their JPEG copies matched at most 37.
 
 imwatermark refuses images under 256x256 pixels. Smaller ones (the tiny test pipeline's, or a
 64x64 request) are marked "upscale-aware": enlarged by a whole factor with nearest-neighbour
