@@ -24,7 +24,13 @@ from agent import prompts
 from agent.config import Safety
 from agent.state import AgentState
 from memory.pii import mask_pii
-from multimodal.moderation import CATEGORIES, ExampleClassifier, ModerationEndpointError, Verdict, ask_endpoint
+from multimodal.moderation import (
+    CATEGORIES,
+    ExampleClassifier,
+    ModerationEndpointError,
+    Verdict,
+    ask_endpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +168,7 @@ def _prompt_sentences() -> list[str]:
 _SENTENCES = _prompt_sentences()  # module-level: read-only, built from constant prompt texts
 
 
-_HEADINGS = re.compile(r"^\s*#\s*(Role|Instruction|Output format)\s*$", re.M | re.I)
+_HEADINGS = re.compile(r"^\s*#\s*(Role|Instruction|Output format)\s*$", re.MULTILINE | re.IGNORECASE)
 
 
 def strip_system_prompt(answer: str) -> str:
@@ -177,7 +183,7 @@ def strip_system_prompt(answer: str) -> str:
     if len(leaked) >= 2 or _HEADINGS.search(answer):
         log.info("answer withheld: it quoted the system prompt")
         return prompts.PROMPT_WITHHELD
-    pattern = re.compile(re.escape(leaked[0]).replace(r"\ ", r"\s+"), re.I)
+    pattern = re.compile(re.escape(leaked[0]).replace(r"\ ", r"\s+"), re.IGNORECASE)
     return pattern.sub(prompts.PROMPT_REMOVED, answer)
 
 

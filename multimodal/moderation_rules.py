@@ -15,7 +15,7 @@ import re
 
 
 def _rx(*patterns: str) -> re.Pattern[str]:
-    return re.compile("|".join(f"(?:{p})" for p in patterns), re.I | re.S)
+    return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE | re.DOTALL)
 
 
 INJECTION: list[re.Pattern[str]] = [

@@ -21,7 +21,7 @@ from tools.registry import ToolRegistry
 
 def verify(path: Path, *extra: str) -> subprocess.CompletedProcess:
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "MMAGENT_DATA_DIR": str(path.parent / "cli-data")}
-    return subprocess.run([sys.executable, "-m", "apps.cli", "image", "verify", str(path), *extra], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "apps.cli", "image", "verify", str(path), *extra], env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
 def jpeg(path: Path, quality: int = 80) -> Path:
