@@ -184,6 +184,36 @@ class Models(BaseModel):
     max_image_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Larger image files and uploads are refused.")
 
 
+class Safety(BaseModel):
+    """Moderation, prompt-injection checks, private-data masking, image watermarks and API rate
+    limits (docs/safety.md)."""
+
+    moderation: bool = Field(True, description="Classify each user message (before planning) and each answer; flagged input is refused, a flagged answer withheld.")
+    categories: list[str] = Field(
+        default_factory=lambda: ["violence", "weapons", "self_harm", "sexual_minors", "hate", "harassment", "drugs", "malware", "fraud", "injection"],
+        description="Categories that flag a message (the offline classifier's names; `injection` covers prompt injection, jailbreaks and system-prompt requests).",
+    )
+    threshold: float = Field(0.35, ge=-1, le=1, description="Minimum similarity to the nearest category's labelled examples for a flag.")
+    margin: float = Field(0.1, ge=-1, le=1, description="Minimum hostility: mean similarity to the top_k nearest hostile examples minus that to the top_k nearest benign ones (after lexical_boost).")
+    top_k: int = Field(5, ge=1, le=50, description="Nearest examples averaged on each side.")
+    lexical_boost: float = Field(0.08, ge=0, le=1, description="Hostility added when a text names a harmful term of its nearest category (and taken off for a protective question).")
+    thresholds: dict[str, float] = Field(default_factory=dict, description='Per-category thresholds, e.g. {self_harm = 0.5}; the others use `threshold`.')
+    moderation_url: str | None = Field(None, description="An OpenAI-compatible /v1/moderations endpoint asked as well (flag when either flags); None: offline only.")
+    moderation_model: str = Field("omni-moderation-latest", description="The model named in requests to `moderation_url`.")
+    moderation_api_key: SecretStr | None = Field(None, description="Bearer key for `moderation_url`.")
+    moderation_timeout_s: float = Field(10.0, gt=0, le=120, description="Longest wait for `moderation_url`; a failure there is logged and the offline verdict stands.")
+    mask_pii: bool = Field(True, description="Mask e-mail addresses, phone, ID and card numbers in long-term memories, reflection notes and logs.")
+    watermark: bool = Field(True, description="Put an invisible watermark into every generated image.")
+
+
+class RateLimits(BaseModel):
+    """Per-key limits on the HTTP API (docs/api.md); the key is the bearer token, else the client address."""
+
+    requests_per_minute: int | None = Field(None, ge=1, description="Requests per key in any 60 s window (429 with Retry-After beyond); None: no limit.")
+    concurrent_runs: int | None = Field(None, ge=1, description="Agent runs (chat completions, thread runs) per key at the same time; None: no limit.")
+    max_keys: int = Field(10_000, ge=1, description="Keys tracked at once; the least recently seen are forgotten beyond this.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MMAGENT_", env_nested_delimiter="__", extra="ignore", validate_default=True
@@ -210,6 +240,8 @@ class Settings(BaseSettings):
     knowledge: Knowledge = Knowledge()
     mcp: Mcp = Mcp()
     tracing: Tracing = Tracing()
+    safety: Safety = Safety()
+    rate_limits: RateLimits = RateLimits()
 
     @classmethod
     def settings_customise_sources(

@@ -1,12 +1,17 @@
-"""The agent graph. Read it top to bottom: (recall →) plan → act → observe → reflect → respond.
+"""The agent graph. Read it top to bottom: (guard_input → recall →) plan → act → observe → reflect → respond.
 
-    START → recall → plan → act ─┬─(tool calls)──→ observe ─┬─(more to do)────→ act
-              (or route)         │                          │
-                                 │                          ├─(tool failed /
-                                 │                          │  plan ran out)──→ reflect → act
-                                 │                          └─(step limit /
-                                 │                             repeated call)─→ respond
-                                 └─(answer / nothing to call)─────────────────→ respond → END
+    START → guard_input → recall → plan → act ─┬─(tool calls)──→ observe ─┬─(more to do)────→ act
+              │                    (or route)  │                          │
+              │                                │                          ├─(tool failed /
+              │                                │                          │  plan ran out)──→ reflect → act
+              │                                │                          └─(step limit /
+              │                                │                             repeated call)─→ respond
+              │                                └─(answer / nothing to call)─────────────────→ respond → END
+              └─(flagged request: refusal)──────────────────────────────────────────────────→ respond
+
+guard_input moderates the request before any model sees it (agent/safety.py: harmful requests,
+prompt injection, jailbreaks, system-prompt extraction); respond passes the final answer through
+`guard_output` (system-prompt text cut out, a flagged answer withheld).
 
 recall brings long-term memory into the turn (user memories, reflection notes); it calls no model.
 For a small base model (agent/weak_model.py) `route` replaces plan (the router's decision is the
@@ -23,6 +28,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Checkpointer
 
 from agent.nodes import act, observe, plan, recall, reflect, repeated_call, respond
+from agent.safety import after_guard_input, guard_input
 from agent.state import AgentContext, AgentState
 from agent.tracing import traced
 from agent.weak_model import reflect_on_failure, route, uses_weak_model
@@ -61,13 +67,14 @@ def build_graph(settings_limits=None, checkpointer: Checkpointer = None):
     limits = settings_limits or Limits()
     graph = StateGraph(AgentState, context_schema=AgentContext)
     nodes = {
-        "recall": recall, "plan": plan, "route": route, "act": act, "observe": observe,
+        "guard_input": guard_input, "recall": recall, "plan": plan, "route": route, "act": act, "observe": observe,
         "reflect": reflect, "reflect_on_failure": reflect_on_failure, "respond": respond,
     }
     for name, node in nodes.items():
         graph.add_node(name, traced(name, node))  # each node run is a span of the run's trace
 
-    graph.add_edge(START, "recall")
+    graph.add_edge(START, "guard_input")
+    graph.add_conditional_edges("guard_input", after_guard_input, ["recall", "respond"])
     graph.add_conditional_edges("recall", planner, ["plan", "route"])
     graph.add_conditional_edges("plan", after_plan, ["act", "respond"])
     graph.add_edge("route", "act")

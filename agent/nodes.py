@@ -23,7 +23,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, ToolMessage
 from langgraph.runtime import Runtime
 
-from agent import prompts, tracing, weak_model
+from agent import prompts, safety, tracing, weak_model
 from agent.events import FinalEvent, PlanEvent, ReflectionEvent, ToolCallEvent, ToolResultEvent, emit, token_emitter
 from agent.history import Budget, fit, to_openai
 from agent.llm.base import (
@@ -449,8 +449,11 @@ async def respond(state: AgentState, runtime: Ctx) -> dict[str, Any]:
     limits, sampling = ctx.settings.limits, ctx.settings.sampling
     error = state.get("error")
     draft = state.get("draft", "")
-    stop = "" if draft or error else stop_note(state, limits)
-    if error:
+    refusal = state.get("refusal", "")
+    stop = "" if draft or error or refusal else stop_note(state, limits)
+    if refusal:
+        answer = refusal
+    elif error:
         answer = prompts.MODEL_FAILED.format(error=error)
     elif draft and sampling.self_consistency == 1:
         answer = draft
@@ -476,6 +479,8 @@ async def respond(state: AgentState, runtime: Ctx) -> dict[str, Any]:
     if stop:
         answer = stop + ("\n\n" + answer if answer.strip() else "")
     answer = with_honesty_notes(answer, state)
+    if not refusal and not error:  # both are our own words, not the model's
+        answer = await safety.guard_output(ctx, answer)
 
     update: dict[str, Any] = {"answer": answer, "error": error}
     last = state["messages"][-1]

@@ -28,6 +28,7 @@ from tools.mcp_tools import McpHub
 from tools.registry import ToolRegistry
 
 if TYPE_CHECKING:
+    from agent.safety import SafetyGuard
     from memory.long_term import LongTermMemory
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class Agent:
     def __init__(
         self, settings: Settings, backend: ChatBackend, registry: ToolRegistry, router=None, checkpointer=None,
         *, threads: ThreadCatalog | None = None, memory: LongTermMemory | None = None,
-        mcp: McpHub | None = None, tracer: RunTracer | None = None,
+        mcp: McpHub | None = None, tracer: RunTracer | None = None, safety: SafetyGuard | None = None,
     ) -> None:
         self.settings = settings
         self.backend = backend
@@ -66,6 +67,9 @@ class Agent:
         # tracer; both per app, None when not configured.
         self.mcp = mcp
         self.tracer = tracer
+        # Moderation of requests and answers (agent/safety.py); `open_agent` always gives one.
+        # An Agent built by hand without it (tests of other parts) moderates nothing.
+        self.safety = safety
         # Threads with a run going on in this process: their checkpoint has steps left too, but
         # they are not interrupted, and resuming them would run the graph twice on one thread.
         self._live: Counter[str] = Counter()
@@ -123,7 +127,7 @@ class Agent:
             context = AgentContext(
                 self.settings, self.backend, registry, router, session=options.session or thread_id, user_id=user_id,
                 needs_approval=gated, approve=approve, memory=self._memory_on(), thread_id=thread_id,
-                tracer=self.tracer, trace_parent=trace_parent, usage=usage,
+                tracer=self.tracer, trace_parent=trace_parent, usage=usage, safety=self.safety,
             )
             try:
                 with self._running(thread_id):
@@ -175,7 +179,7 @@ class Agent:
                 context = AgentContext(
                     self.settings, self.backend, self.registry, self.router, session=thread_id, user_id=user_id,
                     memory=self._memory_on(), thread_id=thread_id, tracer=self.tracer, trace_parent=trace_parent, usage=usage,
-                    needs_approval=self.mcp.ask_first(self.registry) if self.mcp else frozenset(),
+                    needs_approval=self.mcp.ask_first(self.registry) if self.mcp else frozenset(), safety=self.safety,
                 )
                 try:
                     with self._running(thread_id):
@@ -384,7 +388,8 @@ async def open_agent(
     tracer = RunTracer(settings) if settings.tracing.enabled else None
     try:
         async with open_threads(settings.threads_db if persist else None) as (saver, catalog):
-            agent = Agent(settings, backend, registry, router, saver, threads=catalog, memory=memory, mcp=mcp, tracer=tracer)
+            agent = Agent(settings, backend, registry, router, saver, threads=catalog, memory=memory, mcp=mcp, tracer=tracer,
+                          safety=default_guard(settings, router))
             if persist:
                 await agent.prune_threads(vacuum=False)  # retention limits apply from start-up on
             yield agent
@@ -420,9 +425,20 @@ def _warm_up(backend) -> None:
 
 def open_memory(settings: Settings, encoder, persist: bool = True) -> LongTermMemory:
     from memory.long_term import LongTermMemory
+    from memory.pii import mask_pii
     from memory.store import memory_dir, open_collections
 
-    return LongTermMemory(open_collections(memory_dir(settings.data_dir) if persist else None), encoder)
+    redact = mask_pii if settings.safety.mask_pii else None
+    return LongTermMemory(open_collections(memory_dir(settings.data_dir) if persist else None), encoder, redact=redact)
+
+
+def default_guard(settings: Settings, router=None) -> SafetyGuard:
+    """The moderation guard of an app: the router's sentence encoder when there is one (one model per app)."""
+    from agent.safety import SafetyGuard
+    from multimodal.text_embeddings import SentenceEncoder
+
+    encoder = getattr(router, "encoder", None) or SentenceEncoder()
+    return SafetyGuard(settings.safety, encoder, cache_dir=settings.models_cache_dir)
 
 
 def with_memory_tools(registry: ToolRegistry, memory: LongTermMemory | None) -> ToolRegistry:

@@ -18,6 +18,7 @@ from agent.llm.base import ChatBackend
 from tools.registry import ToolRegistry
 
 if TYPE_CHECKING:
+    from agent.safety import SafetyGuard
     from agent.tool_router import ToolRouter
     from memory.long_term import LongTermMemory
 
@@ -40,6 +41,7 @@ class AgentState(TypedDict, total=False):
     draft: str  # an answer the act step produced without calling tools
     error: str | None  # a model failure that ends the turn
     answer: str
+    refusal: str  # set by guard_input when moderation flags the request: the answer, no model call
     memories: list[str]  # what long-term memory recalled about the user for this request
     lessons: list[str]  # reflection notes from earlier tasks/trials, for the plan
     task_type: str  # the task's type when a task file gives one (notes are also retrieved by type)
@@ -71,6 +73,7 @@ def new_turn(request: str, images: list[str] | None = None, lessons: list[str] |
         "draft": "",
         "error": None,
         "answer": "",
+        "refusal": "",
         "memories": [],
         "lessons": list(lessons or []),
         "task_type": task_type,
@@ -104,6 +107,7 @@ class AgentContext:
     tracer: Any = None  # agent.tracing.RunTracer of the app (None: not traced)
     trace_parent: Any = None  # the OpenTelemetry Context of this run's span: nodes are its children
     usage: Any = None  # agent.tracing.RunUsage: this run's tokens, summed over its model calls
+    safety: "SafetyGuard | None" = None  # moderation of requests and answers (None: off)
 
     def tool_context(self):
         from tools.registry import ToolContext

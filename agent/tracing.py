@@ -58,21 +58,23 @@ class RunUsage:
         }
 
 
-def recorded_arguments(arguments: Any) -> str:
+def recorded_arguments(arguments: Any, mask: bool = True) -> str:
     """Tool arguments as put on a span, cut to a bounded size. With `_mask` the one place
     where private data is masked before a trace leaves the process."""
     try:
         text = json.dumps(arguments, ensure_ascii=False, default=str, sort_keys=True)
     except (TypeError, ValueError, RecursionError):
         text = repr(arguments)
-    text = _mask(text)
+    text = _mask(text, mask)
     return text if len(text) <= MAX_ARGUMENT_CHARS else text[:MAX_ARGUMENT_CHARS] + "…"
 
 
-def _mask(text: str) -> str:
-    # The hook for the safety layer's PII masking (issue 17): every argument and error text a
-    # span records passes through here.
-    return text
+def _mask(text: str, enabled: bool = True) -> str:
+    # Every argument and error text a span records passes through here: traces go to files
+    # and collectors that outlive the conversation, so private data is masked (safety.mask_pii).
+    from memory.pii import mask_pii
+
+    return mask_pii(text) if enabled else text
 
 
 class RunTracer:
@@ -174,11 +176,13 @@ def tool_call_attributes(current: Any, ctx: Any, arguments: Any, ok: bool, error
     from opentelemetry import trace
 
     tracer = getattr(ctx, "tracer", None)
+    settings = getattr(ctx, "settings", None)
+    mask = settings.safety.mask_pii if settings is not None else True
     if tracer is not None and tracer.record_arguments:
-        current.set_attribute("mmagent.tool.arguments", recorded_arguments(arguments))
+        current.set_attribute("mmagent.tool.arguments", recorded_arguments(arguments, mask))
     current.set_attribute("mmagent.tool.ok", ok)
     if not ok:
-        current.set_attribute("mmagent.tool.error", _mask(error or "")[:MAX_ARGUMENT_CHARS])
+        current.set_attribute("mmagent.tool.error", _mask(error or "", mask)[:MAX_ARGUMENT_CHARS])
         current.set_status(trace.StatusCode.ERROR, "tool failed")
 
 

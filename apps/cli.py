@@ -257,6 +257,13 @@ cli.add_command(mcp_command)
 cli.add_command(trace_command)
 
 
+# ---------------------------------------------------------------- image (watermark check)
+
+from apps.image_cli import image as _image_group  # noqa: E402 - defined in apps/image_cli.py
+
+cli.add_command(_image_group)
+
+
 # ---------------------------------------------------------------- entry point
 
 
@@ -269,8 +276,20 @@ def _configure_logging() -> None:
         logger.setLevel(level)
         logger.addHandler(handler)
         logger.propagate = False
+    _mask_logs(handler)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _mask_logs(handler: logging.Handler) -> None:
+    """Private data in log lines is masked (docs/safety.md) unless `safety.mask_pii` is off."""
+    from memory.pii import install_log_masking
+
+    try:
+        enabled = _settings().safety.mask_pii
+    except Exception:  # noqa: BLE001 - a broken config is reported by the command itself; mask meanwhile
+        enabled = True
+    install_log_masking([handler], enabled)
 
 
 def main(argv: list[str] | None = None) -> None:

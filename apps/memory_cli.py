@@ -116,6 +116,29 @@ def memory_delete(item_id: str, user_id: str) -> None:
     click.echo(f"deleted {gone.kind} {gone.id}: {gone.text}")
 
 
+@memory.command("export")
+@user_option
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of stdout.")
+def memory_export(user_id: str, output: Path | None) -> None:
+    """Everything long-term memory stores for a user (memories and reflection notes) as JSON,
+    exactly as stored: private data shows as [email], [phone], ... when masking is on."""
+
+    async def go():
+        store = _memory(_settings())
+        return {
+            "user": user_id,
+            "memories": [m.public() for m in await store.list("memory", user_id)],
+            "notes": [n.public() for n in await store.list("note", user_id)],
+        }
+
+    text = json.dumps(_run(go()), ensure_ascii=False, indent=2, default=str)
+    if output:
+        output.write_text(text + "\n", encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text)
+
+
 def _print_items(items: list, as_json: bool) -> None:
     if as_json:
         _echo_json([i.public() for i in items])

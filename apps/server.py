@@ -97,6 +97,10 @@ def create_app(settings: Settings, *, llm: str | None = None, ui: bool = True) -
 
     app = FastAPI(title="mmagent", version=_version(), lifespan=lifespan)
     app.state.services = None
+    if settings.rate_limits.requests_per_minute or settings.rate_limits.concurrent_runs:
+        from apps.api.rate_limits import RateLimitMiddleware
+
+        app.add_middleware(RateLimitMiddleware, settings=settings.rate_limits)
     # Routes under /v1 must be registered before the UI is mounted at "/", which catches the rest.
     app.include_router(api_router(), prefix="/v1")
     if mcp_endpoint is not None:

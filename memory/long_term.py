@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -61,9 +62,12 @@ def _item(kind: Kind, item_id: str, document: str, meta: dict[str, Any], distanc
 class LongTermMemory:
     """One per app. Chroma and the encoder are synchronous, so calls run in worker threads."""
 
-    def __init__(self, collections: dict[str, Any], encoder: SentenceEncoder) -> None:
+    def __init__(self, collections: dict[str, Any], encoder: SentenceEncoder, redact: Callable[[str], str] | None = None) -> None:
         self.collections = collections
         self.encoder = encoder
+        # What is stored passes through `redact` first (memory.pii.mask_pii unless the user
+        # turned masking off): a private number in a chat must not outlive the chat here.
+        self.redact = redact or (lambda text: text)
 
     async def _embed(self, text: str) -> list[float]:
         return (await asyncio.to_thread(self.encoder.encode, [text]))[0].tolist()
@@ -71,7 +75,7 @@ class LongTermMemory:
     # ------------------------------------------------------------ memories
 
     async def remember(self, user_id: str, text: str) -> MemoryItem:
-        text = " ".join(text.split())[:MAX_TEXT]
+        text = self.redact(" ".join(text.split()))[:MAX_TEXT]
         if not text:
             raise ValueError("nothing to remember: the text is empty")
         same = await self.search("memory", user_id, text, k=1, min_score=DUPLICATE_SCORE)
@@ -106,12 +110,13 @@ class LongTermMemory:
     async def add_note(
         self, user_id: str, *, task: str, reflection: str, outcome: str, task_type: str = "", answer: str = ""
     ) -> MemoryItem:
+        redact = self.redact
         item = MemoryItem(
-            id=uuid.uuid4().hex[:12], kind="note", text=" ".join(reflection.split())[:MAX_TEXT], created_at=time.time(),
-            task=task[:MAX_TEXT], task_type=task_type, outcome=outcome[:300], answer=answer[:MAX_TEXT],
+            id=uuid.uuid4().hex[:12], kind="note", text=redact(" ".join(reflection.split()))[:MAX_TEXT], created_at=time.time(),
+            task=redact(task)[:MAX_TEXT], task_type=task_type, outcome=redact(outcome)[:300], answer=redact(answer)[:MAX_TEXT],
         )
         # Notes are found by their task: a new task similar to a failed one gets its lesson.
-        await self._upsert(user_id, item, await self._embed(task))
+        await self._upsert(user_id, item, await self._embed(item.task or ""))
         return item
 
     async def relevant_notes(self, user_id: str, task: str, k: int, min_score: float, task_type: str = "") -> list[MemoryItem]:

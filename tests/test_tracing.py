@@ -109,3 +109,15 @@ def test_recorded_arguments_are_bounded():
     text = recorded_arguments({"text": "x" * 10_000})
     assert len(text) <= MAX_ARGUMENT_CHARS + 1 and text.endswith("…")
     assert json.loads(recorded_arguments({"a": 1})) == {"a": 1}
+
+
+def test_private_data_in_tool_arguments_and_errors_is_masked_in_traces(tmp_path, monkeypatch):
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    leaky = (say("1. Compute"), calls(call("calculator", {"expression": "ada@example.com + 4111 1111 1111 1111"})), say("done"))
+    for mask, folder in ((True, "on"), (False, "off")):
+        settings = Settings(data_dir=tmp_path / folder, safety={"mask_pii": mask})
+        asyncio.run(traced_agent(tmp_path, settings, leaky).arun("Add these", thread_id="t"))
+        text = json.dumps(last_trace(settings, "t"), ensure_ascii=False)
+        assert ("ada@example.com" in text) is not mask and ("4111 1111 1111 1111" in text) is not mask
+        if mask:
+            assert "[email]" in text and "[card number]" in text

@@ -177,7 +177,13 @@ def image_tools(settings: Any, manager: ModelManager | None = None) -> list[Tool
             "guidance": guidance, "model": spec.source, "size": f"{width}x{height}", "device": spec.device,
             "dtype": str(spec.dtype).removeprefix("torch."), "safety_checker": checked, "seconds": round(result.seconds, 3),
         }
-        artifact = save_image(settings, result.image, metadata)
+        picture = result.image
+        if settings.safety.watermark:
+            from multimodal import watermark
+
+            picture = watermark.mark(picture)
+            metadata["watermark"] = watermark.DESCRIPTION
+        artifact = save_image(settings, picture, metadata)
         summary = {
             "ref": artifact["ref"], "path": artifact["path"], "width": width, "height": height,
             "seed": seed, "steps": steps, "guidance": guidance, "model": spec.source,

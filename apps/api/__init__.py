@@ -13,6 +13,7 @@ from fastapi import APIRouter
 from apps.api.chat_completions import chat_router
 from apps.api.conversations import Conversations
 from apps.api.errors import ApiRoute, add_catch_all
+from apps.api.moderations import moderations_router
 from apps.api.threads import threads_router
 from apps.api.tools import tools_router
 
@@ -24,7 +25,7 @@ def api_router() -> APIRouter:
     async def health() -> dict[str, str]:
         return {"status": "ok"}  # open without the API key: load balancers probe it
 
-    parts = [chat_router(Conversations()), tools_router(), threads_router()]
+    parts = [chat_router(Conversations()), tools_router(), threads_router(), moderations_router()]
     for part in parts:
         router.include_router(part)
     add_catch_all(router, [router, *parts])  # last: it answers every path the others do not
