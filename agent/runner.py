@@ -192,7 +192,7 @@ class Agent:
     async def _self_evaluate(self, request: str, final: dict[str, Any], context: AgentContext) -> None:
         """Chat's evaluator: the turn's own failure signals, or the model's judgement when
         `memory.self_evaluate = "always"`; a failure becomes a reflection note."""
-        from memory.reflexion import failure_signal, self_evaluate, write_reflection
+        from agent.reflexion import failure_signal, self_evaluate, write_reflection
 
         settings = self.settings.memory
         if context.memory is None or not settings.reflection or settings.self_evaluate == "off":
@@ -267,7 +267,7 @@ class Agent:
     async def feedback(self, thread_id: str, user_id: str, good: bool, comment: str | None = None) -> dict[str, Any] | None:
         """Thumbs up/down on the thread's last turn. Thumbs down: the model reflects on that
         turn and the reflection is stored as a note; returns the note (None otherwise)."""
-        from memory.reflexion import write_reflection
+        from agent.reflexion import write_reflection
 
         await self._check(thread_id, user_id)
         if self.threads is not None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.registry import ToolError
+from multimodal.errors import ToolError
 
 log = logging.getLogger(__name__)
 

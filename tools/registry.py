@@ -17,6 +17,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+# Raised by tools for an expected failure (the message goes to the model as is); defined in the
+# model layer, whose image loading raises it too.
+from multimodal.errors import ToolError  # noqa: F401
+
 
 @dataclass(frozen=True)
 class ToolContext:
@@ -37,10 +41,6 @@ class ToolArgs(BaseModel):
     schema tells the model so with `additionalProperties: false`."""
 
     model_config = ConfigDict(extra="forbid")
-
-
-class ToolError(Exception):
-    """Raised by a tool for an expected failure; the message goes to the model as is."""
 
 
 #: Errors often echo the caller's input; hostile input (a 1 MB key, thousands of fields) must
