@@ -72,3 +72,14 @@ def test_no_import_runs_up_the_layers(layer):
     for path in files:
         bad += upward_imports(path.read_text(encoding="utf-8"), module_name(path), path.name == "__init__.py")
     assert not bad, "imports that run back up the layers:\n" + "\n".join(bad)
+
+
+#: "Small modules with one job each (~400 lines max)" (developers' guide).
+MAX_MODULE_LINES = 400
+
+
+@pytest.mark.parametrize("layer", ["agent", "tools", "memory", "multimodal"])
+def test_modules_stay_small(layer):
+    long = {str(p.relative_to(ROOT)): n for p in sorted((ROOT / layer).rglob("*.py"))
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"modules over {MAX_MODULE_LINES} lines (split them by concern): {long}"
