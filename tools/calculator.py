@@ -38,6 +38,7 @@ from __future__ import annotations
 import ast
 import re
 import unicodedata
+from dataclasses import dataclass
 
 from pydantic import Field
 
@@ -46,16 +47,34 @@ from tools.calculator_examples import EXAMPLES
 from tools.calculator_functions import _CONSTANTS, _FUNCTIONS
 from tools.calculator_limits import MAX_INPUT_CHARS
 from tools.calculator_parse import _check_tree, _normalise, _shorten
-from tools.calculator_render import _format
-from tools.registry import Tool, ToolArgs, ToolError
+from tools.calculator_render import _fields, _format
+from tools.registry import Tool, ToolArgs, ToolError, ToolOutput
 
-__all__ = ["CalculatorArgs", "DESCRIPTION", "EXAMPLES", "calculator_tool", "evaluate", "request_numbers_pattern"]
+__all__ = ["Calculation", "CalculatorArgs", "DESCRIPTION", "EXAMPLES", "calculate", "calculator_tool", "evaluate", "request_numbers_pattern"]
 
 
 # --- public API ---------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Calculation:
+    """One result, readable and structured: `text` is what the model (and the CLI) shows,
+    `value` and `exact` are the fields of `_fields` (a JSON number and the exact form)."""
+
+    text: str
+    value: int | float | None
+    exact: str | None
+
+    def data(self) -> dict[str, int | float | str | None]:
+        return {"value": self.value, "exact": self.exact}
+
+
 def evaluate(expression: str) -> str:
     """Evaluate one expression exactly; raise ToolError with a readable message on bad input."""
+    return calculate(expression).text
+
+
+def calculate(expression: str) -> Calculation:
+    """`evaluate`, with the value also as separate fields; raises ToolError like it."""
     if not isinstance(expression, str):
         raise ToolError(f"expression must be a string, got {type(expression).__name__}")
     if len(expression) > MAX_INPUT_CHARS:
@@ -77,7 +96,8 @@ def evaluate(expression: str) -> str:
         raise ToolError(f"could not parse {expression.strip()!r}: {exc}") from None
     _check_tree(tree, source, _FUNCTIONS, _CONSTANTS)
     try:
-        return _format(_Evaluator(source).visit(tree.body))
+        value = _Evaluator(source).visit(tree.body)
+        return Calculation(_format(value), **_fields(value))
     except ToolError:
         raise
     except RecursionError:
@@ -135,8 +155,10 @@ def request_numbers_pattern(request: str) -> str:
 
 
 def calculator_tool() -> Tool:
-    def run(expression: str) -> str:
-        return evaluate(expression)
+    def run(expression: str) -> ToolOutput:
+        result = calculate(expression)
+        # The model reads the text; programs (the API's /v1/tools/calculator/invoke) get the fields too.
+        return ToolOutput(result=result.text, data=result.data())
 
     # The evaluator bounds its own time; the tool timeout is only a backstop.
     return Tool(name="calculator", description=DESCRIPTION, args_schema=CalculatorArgs, func=run,

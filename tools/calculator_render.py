@@ -1,8 +1,11 @@
-"""The calculator's output: the readable text of a value (exact form and decimal)."""
+"""The calculator's output: the readable text of a value (exact form and decimal) for the model, and
+the same value as separate fields (a JSON number, the exact form) for programs."""
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
+from typing import Any
 
 import mpmath
 import sympy
@@ -10,7 +13,7 @@ from sympy.core.evalf import PrecisionExhausted
 from sympy.printing.str import StrPrinter
 
 from tools.calculator_limits import _LOG10_2, DIGITS, MAX_EXACT_CHARS, MAX_RESULT_CHARS, MAX_WORKING_DIGITS
-from tools.calculator_numbers import Num, _float_dps, _mpf, _working_digits
+from tools.calculator_numbers import Num, _approx, _float_dps, _mpf, _working_digits
 from tools.registry import ToolError
 
 # --- output -------------------------------------------------------------------------------------
@@ -92,3 +95,45 @@ def _format(value: Num) -> str:
         return f"≈ {dec}"
     is_exact = gaussian and all(_decimal_is_exact(Fraction(int(c.p), int(c.q))) for c in parts.values())
     return f"{exact} {'=' if is_exact else '≈'} {dec}"
+
+
+#: Integers up to this size are exact as a JSON number in every parser (JavaScript's doubles too).
+_SAFE_INTEGER = 2**53
+
+
+def _fields(value: Num) -> dict[str, Any]:
+    """The result for programs: `value`, a JSON number (an integer when the result is a whole
+    number below 2**53, else the nearest double; None when the result is not real or a double
+    cannot hold it), and `exact`, the exact form as calculator input ("3/2", "2*sqrt(2)"; None
+    when only a decimal is known: decimal input, or an exact form too long to show).
+    Called after `_format`, which has refused results too large to show."""
+    return {"value": _json_number(value), "exact": _exact_form(value)}
+
+
+def _json_number(value: Num) -> int | float | None:
+    if isinstance(value, Fraction):
+        if value.denominator == 1 and abs(value.numerator) < _SAFE_INTEGER:
+            return value.numerator
+        try:
+            number = float(value)
+        except OverflowError:
+            return None
+        return number if number or not value else None  # underflow to 0.0 would misstate it
+    z = _approx(value)
+    if z.imag:
+        return None
+    # A decimal result is only known to the digits shown ("0.1*3" is 0.3, not 0.30000000000000004).
+    number = float(_decimal(value, _float_dps(value))) if value.has(sympy.Float) else float(z.real)
+    if not math.isfinite(number) or (not number and z.real):
+        return None
+    return number
+
+
+def _exact_form(value: Num) -> str | None:
+    if isinstance(value, Fraction):
+        numerator = _int_to_str(value.numerator)
+        return numerator if value.denominator == 1 else f"{numerator}/{_int_to_str(value.denominator)}"
+    if value.has(sympy.Float):
+        return None
+    exact = _Printer().doprint(value)
+    return exact if len(exact) <= MAX_EXACT_CHARS else None

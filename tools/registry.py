@@ -54,6 +54,9 @@ class ToolOutput(BaseModel):
 
     result: Any
     artifacts: list[dict[str, Any]] = []
+    #: The result as separate fields for programs (e.g. the calculator's number and exact form),
+    #: besides `result`, the readable form the model sees. None: the tool has no such fields.
+    data: dict[str, Any] | None = None
 
 
 class ToolResult(BaseModel):
@@ -61,6 +64,7 @@ class ToolResult(BaseModel):
     result: Any = None
     error: str | None = None
     artifacts: list[dict[str, Any]] = []
+    data: dict[str, Any] | None = None  # see ToolOutput.data; never sent to the model
 
     def for_model(self, max_chars: int = 4000) -> str:
         """The text the model sees in the tool message (truncated with a note when long)."""
@@ -148,7 +152,7 @@ class Tool:
         except Exception as exc:  # a tool bug must reach the model as text, not crash the run
             return ToolResult(ok=False, error=bounded(f"{self.name} failed: {type(exc).__name__}: {exc}"))
         if isinstance(value, ToolOutput):
-            return ToolResult(ok=True, result=value.result, artifacts=value.artifacts)
+            return ToolResult(ok=True, result=value.result, artifacts=value.artifacts, data=value.data)
         return ToolResult(ok=True, result=value)
 
     def invoke(self, arguments: dict[str, Any] | str | None, timeout_s: float | None = None) -> ToolResult:
