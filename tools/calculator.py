@@ -36,18 +36,16 @@ This module is the API: `evaluate`, the tool, its schema, description and exampl
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 import unicodedata
 from dataclasses import dataclass
 
 from pydantic import Field
 
-from tools.calculator_eval import _Evaluator
 from tools.calculator_examples import EXAMPLES
-from tools.calculator_functions import _CONSTANTS, _FUNCTIONS
 from tools.calculator_limits import MAX_INPUT_CHARS
 from tools.calculator_parse import _check_tree, _normalise, _shorten
-from tools.calculator_render import _fields, _format
 from tools.registry import Tool, ToolArgs, ToolError, ToolOutput
 
 __all__ = ["Calculation", "CalculatorArgs", "DESCRIPTION", "EXAMPLES", "calculate", "calculator_tool", "evaluate", "request_numbers_pattern"]
@@ -94,6 +92,11 @@ def calculate(expression: str) -> Calculation:
         ) from None
     except (ValueError, MemoryError, RecursionError) as exc:
         raise ToolError(f"could not parse {expression.strip()!r}: {exc}") from None
+    # The evaluating parts import sympy (about half a second): on first use, not with the tool.
+    from tools.calculator_eval import _Evaluator
+    from tools.calculator_functions import _CONSTANTS, _FUNCTIONS
+    from tools.calculator_render import _fields, _format
+
     _check_tree(tree, source, _FUNCTIONS, _CONSTANTS)
     try:
         value = _Evaluator(source).visit(tree.body)
@@ -145,6 +148,8 @@ def request_numbers_pattern(request: str) -> str:
     operands joined by operators, never two numbers side by side. A small model that writes the
     expression under this pattern cannot copy prose ("17% of 2340 = 17"), glue numbers together
     or invent numbers the problem does not contain."""
+    from tools.calculator_functions import _FUNCTIONS
+
     numbers = set(_UNIT_NUMBERS)
     for found in _REQUEST_NUMBER.findall(unicodedata.normalize("NFKC", request)):
         numbers.update({found, found.replace(",", "")})
@@ -162,4 +167,8 @@ def calculator_tool() -> Tool:
 
     # The evaluator bounds its own time; the tool timeout is only a backstop.
     return Tool(name="calculator", description=DESCRIPTION, args_schema=CalculatorArgs, func=run,
-                examples=list(EXAMPLES), timeout_s=5.0)
+                examples=list(EXAMPLES), timeout_s=5.0, warm_up=_warm_up)
+
+
+def _warm_up() -> None:
+    importlib.import_module("tools.calculator_eval")  # sympy, once, before the first call needs it

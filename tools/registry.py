@@ -86,6 +86,9 @@ class Tool:
     #: Example requests (English and Chinese) used by tool retrieval.
     examples: list[str] = field(default_factory=list)
     timeout_s: float | None = None
+    #: Imports or loads what the first call needs (blocking). Apps run it in the background after
+    #: start-up (`Agent.prepare`), so start-up does not wait for it and the first call need not.
+    warm_up: Callable[[], None] | None = None
 
     def parameters(self) -> dict[str, Any]:
         schema = self.args_schema.model_json_schema()
