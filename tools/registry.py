@@ -8,6 +8,7 @@ as a `ToolResult` with `ok=False` and an error the model can read and act on.
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import inspect
 import json
@@ -91,6 +92,11 @@ class Tool:
     warm_up: Callable[[], None] | None = None
 
     def parameters(self) -> dict[str, Any]:
+        return copy.deepcopy(self._parameters)  # callers may edit theirs (weak-model prompts do)
+
+    @functools.cached_property
+    def _parameters(self) -> dict[str, Any]:
+        # Generated once per tool, not for every act step of every request.
         schema = self.args_schema.model_json_schema()
         schema.pop("title", None)
         for prop in schema.get("properties", {}).values():
