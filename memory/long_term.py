@@ -10,6 +10,7 @@ task, which may be private).
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -62,12 +63,38 @@ def _item(kind: Kind, item_id: str, document: str, meta: dict[str, Any], distanc
 class LongTermMemory:
     """One per app. Chroma and the encoder are synchronous, so calls run in worker threads."""
 
-    def __init__(self, collections: dict[str, Any], encoder: SentenceEncoder, redact: Callable[[str], str] | None = None) -> None:
-        self.collections = collections
+    def __init__(
+        self, collections: dict[str, Any] | Callable[[], dict[str, Any]], encoder: SentenceEncoder,
+        redact: Callable[[str], str] | None = None,
+    ) -> None:
+        """`collections`: the Chroma collections by kind, or a function that opens them; it is
+        called once, on first use or by `prepare` (importing Chroma takes about a second, which
+        an app's start-up should not wait for)."""
+        self._collections = collections if isinstance(collections, dict) else None
+        self._opener = None if isinstance(collections, dict) else collections
+        self._open_lock = threading.Lock()
         self.encoder = encoder
         # What is stored passes through `redact` first (memory.pii.mask_pii unless the user
         # turned masking off): a private number in a chat must not outlive the chat here.
         self.redact = redact or (lambda text: text)
+
+    @property
+    def collections(self) -> dict[str, Any]:
+        if self._collections is None:
+            with self._open_lock:  # concurrent first uses open once
+                if self._collections is None:
+                    assert self._opener is not None
+                    self._collections = self._opener()
+        return self._collections
+
+    def prepare(self) -> None:
+        """Open the store now (blocking; e.g. in a worker thread after start-up)."""
+        self.collections
+
+    async def _collection(self, kind: Kind) -> Any:
+        if self._collections is None:
+            await asyncio.to_thread(self.prepare)  # never on the event loop: it imports Chroma
+        return self.collections[kind]
 
     async def _embed(self, text: str) -> list[float]:
         return (await asyncio.to_thread(self.encoder.encode, [text]))[0].tolist()
@@ -86,7 +113,7 @@ class LongTermMemory:
             # No `documents` either: with them and no embeddings, Chroma would embed with its
             # default model, which it downloads.
             meta = {"user_id": _owner(user_id), "created_at": item.created_at}
-            await asyncio.to_thread(self.collections["memory"].update, ids=[item.id], metadatas=[meta])
+            await asyncio.to_thread((await self._collection("memory")).update, ids=[item.id], metadatas=[meta])
         else:
             await self._upsert(user_id, item, await self._embed(text))
         return item
@@ -102,7 +129,7 @@ class LongTermMemory:
             found = best[0] if best else None
         if found is None:
             return []
-        await asyncio.to_thread(self.collections["memory"].delete, ids=[found.id], where=_where(user_id))
+        await asyncio.to_thread((await self._collection("memory")).delete, ids=[found.id], where=_where(user_id))
         return [found]
 
     # ------------------------------------------------------------ notes
@@ -137,7 +164,7 @@ class LongTermMemory:
         if k <= 0 or not query.strip():
             return []
         vector = await self._embed(query)
-        found = await asyncio.to_thread(nearest, self.collections[kind], vector, _where(user_id), k)
+        found = await asyncio.to_thread(nearest, await self._collection(kind), vector, _where(user_id), k)
         items = [_item(kind, i, d, m, dist) for i, d, m, dist in found]
         return [i for i in items if min_score is None or (i.score is not None and i.score >= min_score)]
 
@@ -156,21 +183,20 @@ class LongTermMemory:
         for kind in KINDS:
             found = await self.get(kind, user_id, item_id)
             if found is not None:
-                await asyncio.to_thread(self.collections[kind].delete, ids=[item_id], where=_where(user_id))
+                await asyncio.to_thread((await self._collection(kind)).delete, ids=[item_id], where=_where(user_id))
                 return found
         return None
 
     async def count(self, kind: Kind) -> int:
-        return await asyncio.to_thread(self.collections[kind].count)
+        return await asyncio.to_thread((await self._collection(kind)).count)
 
     async def _get(self, kind: Kind, where: dict[str, Any], ids: list[str] | None = None) -> list[MemoryItem]:
-        found = await asyncio.to_thread(self.collections[kind].get, ids=ids, where=where, include=["documents", "metadatas"])
+        found = await asyncio.to_thread((await self._collection(kind)).get, ids=ids, where=where, include=["documents", "metadatas"])
         items = [_item(kind, i, d, m) for i, d, m in zip(found["ids"], found["documents"], found["metadatas"])]
         return sorted(items, key=lambda m: m.created_at, reverse=True)
 
     async def _upsert(self, user_id: str, item: MemoryItem, vector: list[float]) -> None:
         meta = {k: v for k, v in item.model_dump(exclude={"id", "kind", "text", "score"}).items() if v is not None}
         meta["user_id"] = _owner(user_id)
-        await asyncio.to_thread(
-            self.collections[item.kind].upsert, ids=[item.id], embeddings=[vector], documents=[item.text], metadatas=[meta]
-        )
+        collection = await self._collection(item.kind)
+        await asyncio.to_thread(collection.upsert, ids=[item.id], embeddings=[vector], documents=[item.text], metadatas=[meta])

@@ -32,7 +32,7 @@ import uuid
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from tools.registry import ToolError
+from multimodal.errors import ToolError
 
 ARTIFACT_PREFIX = "artifact:"
 _ID = re.compile(r"[0-9a-f]{32}")

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from multimodal import hub
-from multimodal.model_manager import ModelManager, ModelSpec, scaled_for_dtype, weights_on_disk
+from multimodal.model_manager import ModelManager, ModelSpec
+from multimodal.model_memory import scaled_for_dtype, weights_on_disk
 
 TEMPLATE = "a photo of a {}."
 CONFIG_NAME = "open_clip_config.json"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from multimodal.model_manager import hub_offline, scaled_for_dtype, weights_on_disk
+from multimodal.model_manager import hub_offline
+from multimodal.model_memory import scaled_for_dtype, weights_on_disk
 
 
 def local_folder(source: str) -> Path | None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from agent.llm.base import LLMError
+from multimodal.errors import LLMError
 from multimodal.devices import resolve_device, torch_dtype_for
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,6 @@ that is in use, or waiting to be used, is never unloaded under its user.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import threading
@@ -22,10 +21,11 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from tools.registry import ToolError
+from multimodal.errors import ToolError
+# Memory accounting; also re-exported for the loaders and tests that import it from here.
+from multimodal.model_memory import _release_memory, _total_ram, memory_bytes, scaled_for_dtype, weights_on_disk  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -328,87 +328,9 @@ def unavailable(spec: ModelSpec, exc: BaseException) -> ModelUnavailable:
     return ModelUnavailable(f"The {spec.label} model {spec.source!r} could not be loaded: {why} ({reason}). {config_hint(spec.key)}")
 
 
-def memory_bytes(obj: Any) -> int:
-    """Bytes of the tensors held by a loaded model: torch modules, diffusers pipelines, or
-    simple containers of them (each tensor counted once)."""
-    import torch
-
-    seen: set[int] = set()
-    total = 0
-
-    def add_module(module: torch.nn.Module) -> None:
-        nonlocal total
-        for tensor in [*module.parameters(), *module.buffers()]:
-            key = tensor.data_ptr() if tensor.device.type != "meta" else id(tensor)
-            if key not in seen:
-                seen.add(key)
-                total += tensor.numel() * tensor.element_size()
-
-    def visit(value: Any, depth: int) -> None:
-        if isinstance(value, torch.nn.Module):
-            add_module(value)
-        elif depth > 2:
-            return
-        elif isinstance(value, Mapping):
-            for item in value.values():
-                visit(item, depth + 1)
-        elif isinstance(value, (list, tuple)):
-            for item in value:
-                visit(item, depth + 1)
-        elif hasattr(value, "components") and isinstance(value.components, Mapping):  # diffusers pipeline
-            visit(value.components, depth + 1)
-        elif hasattr(value, "__dict__"):
-            visit(vars(value), depth + 1)
-
-    visit(obj, 0)
-    return total
-
-
-def weights_on_disk(folder: Path) -> int:
-    """Bytes of the weight files under `folder`, one format per folder (safetensors preferred,
-    fp16 variants and duplicates in other formats skipped)."""
-    if not folder.is_dir():
-        return 0
-    total = 0
-    for directory in [folder, *(p for p in folder.iterdir() if p.is_dir())]:
-        files = [p for p in directory.glob("*.safetensors") if ".fp16." not in p.name] or [
-            p for ext in ("*.bin", "*.pt", "*.pth") for p in directory.glob(ext) if ".fp16." not in p.name
-        ]
-        total += sum(p.stat().st_size for p in files)
-    return total
-
-
-def scaled_for_dtype(disk_bytes: int, dtype: Any) -> int:
-    """Published checkpoints are mostly fp32: a half-precision load takes about half."""
-    import torch
-
-    return disk_bytes // 2 if dtype in (torch.float16, torch.bfloat16) else disk_bytes
-
-
 def _safe(func: Callable[[ModelSpec], Any], spec: ModelSpec) -> Any:
     try:
         return func(spec)
     except Exception as exc:  # noqa: BLE001 - guesses and inspection must never fail a request
         log.debug("inspecting %s failed: %s", spec.source, exc)
         return None
-
-
-def _release_memory(device: str) -> None:
-    gc.collect()
-    if device.startswith("cuda"):
-        import torch
-
-        torch.cuda.empty_cache()
-    elif device == "mps":
-        import torch
-
-        torch.mps.empty_cache()
-
-
-def _total_ram() -> int:
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().total)
-    except ImportError:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

@@ -87,7 +87,7 @@ def test_tools_list_and_invoke(tmp_path):
         assert http.get("/v1/tools/calculator").json() == calc
 
         ok = http.post("/v1/tools/calculator/invoke", json={"expression": "2**100"})
-        assert ok.status_code == 200 and ok.json() == {"ok": True, "result": str(2**100), "artifacts": []}
+        assert ok.status_code == 200 and ok.json() == {"ok": True, "result": str(2**100), "data": {"value": float(2**100), "exact": str(2**100)}, "artifacts": []}
         failed = http.post("/v1/tools/calculator/invoke", json={"expression": "1/0"})  # the tool ran and failed
         assert failed.status_code == 200 and failed.json()["ok"] is False and "division by zero" in failed.json()["error"]
         invalid = http.post("/v1/tools/calculator/invoke", json={"expr": "1"})  # nothing ran

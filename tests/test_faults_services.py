@@ -123,7 +123,7 @@ def test_chroma_server_that_dies_stalls_and_returns(tmp_path, chroma):
         assert seconds < 10
         searched, _ = invoke(http, "search", query="centrifuge")
         assert searched["ok"] and searched["result"]["local"] == [] and where in searched["result"]["local_error"]
-        assert invoke(http, "calculator", expression="2**10")[0] == {"ok": True, "result": "1024", "artifacts": []}
+        assert invoke(http, "calculator", expression="2**10")[0] == {"ok": True, "result": "1024", "data": {"value": 1024, "exact": "1024"}, "artifacts": []}
 
         # One agent run: the retrieve call fails with the same clear error, the calculator beside it works.
         run = http.post("/v1/threads/t1/runs", json={"input": "How fast is the centrifuge, and what is 6*7?"})

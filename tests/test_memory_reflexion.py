@@ -9,7 +9,8 @@ import pytest
 
 from agent.config import Settings
 from memory.evaluate import CheckError, evaluate
-from memory.reflexion import failure_signal, run_with_trials
+from agent.reflexion import failure_signal
+from agent.trials import run_with_trials
 from tests.conftest import call, calls, say, write_script
 from tests.memory_fixtures import encoder, memory_agent, prompts_for  # noqa: F401 - fixture
 

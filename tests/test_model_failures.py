@@ -145,7 +145,7 @@ def test_the_server_starts_and_only_chat_fails_while_the_model_cannot_load(tmp_p
             assert message.startswith("the model failed: Could not load the LLM") and str(folder) in message
             assert "the folder exists but its files could not be loaded" in message
             tool = http.post("/v1/tools/calculator/invoke", json={"expression": "2+2"})
-            assert tool.status_code == 200 and tool.json() == {"ok": True, "result": "4", "artifacts": []}
+            assert tool.status_code == 200 and tool.json() == {"ok": True, "result": "4", "data": {"value": 4, "exact": "4"}, "artifacts": []}
         with http.stream("POST", "/v1/chat/completions", json={**chat, "stream": True}) as streamed:
             assert streamed.status_code == 200
             assert "Could not load the LLM" in streamed.read().decode()

@@ -8,6 +8,7 @@ as a `ToolResult` with `ok=False` and an error the model can read and act on.
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import inspect
 import json
@@ -16,6 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+# Raised by tools for an expected failure (the message goes to the model as is); defined in the
+# model layer, whose image loading raises it too.
+from multimodal.errors import ToolError  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -39,10 +44,6 @@ class ToolArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ToolError(Exception):
-    """Raised by a tool for an expected failure; the message goes to the model as is."""
-
-
 #: Errors often echo the caller's input; hostile input (a 1 MB key, thousands of fields) must
 #: not turn into a 1 MB error in the model's context, the UI or an API response.
 MAX_ERROR_CHARS = 1000
@@ -54,6 +55,9 @@ class ToolOutput(BaseModel):
 
     result: Any
     artifacts: list[dict[str, Any]] = []
+    #: The result as separate fields for programs (e.g. the calculator's number and exact form),
+    #: besides `result`, the readable form the model sees. None: the tool has no such fields.
+    data: dict[str, Any] | None = None
 
 
 class ToolResult(BaseModel):
@@ -61,6 +65,7 @@ class ToolResult(BaseModel):
     result: Any = None
     error: str | None = None
     artifacts: list[dict[str, Any]] = []
+    data: dict[str, Any] | None = None  # see ToolOutput.data; never sent to the model
 
     def for_model(self, max_chars: int = 4000) -> str:
         """The text the model sees in the tool message (truncated with a note when long)."""
@@ -82,8 +87,16 @@ class Tool:
     #: Example requests (English and Chinese) used by tool retrieval.
     examples: list[str] = field(default_factory=list)
     timeout_s: float | None = None
+    #: Imports or loads what the first call needs (blocking). Apps run it in the background after
+    #: start-up (`Agent.prepare`), so start-up does not wait for it and the first call need not.
+    warm_up: Callable[[], None] | None = None
 
     def parameters(self) -> dict[str, Any]:
+        return copy.deepcopy(self._parameters)  # callers may edit theirs (weak-model prompts do)
+
+    @functools.cached_property
+    def _parameters(self) -> dict[str, Any]:
+        # Generated once per tool, not for every act step of every request.
         schema = self.args_schema.model_json_schema()
         schema.pop("title", None)
         for prop in schema.get("properties", {}).values():
@@ -142,7 +155,7 @@ class Tool:
         except Exception as exc:  # a tool bug must reach the model as text, not crash the run
             return ToolResult(ok=False, error=bounded(f"{self.name} failed: {type(exc).__name__}: {exc}"))
         if isinstance(value, ToolOutput):
-            return ToolResult(ok=True, result=value.result, artifacts=value.artifacts)
+            return ToolResult(ok=True, result=value.result, artifacts=value.artifacts, data=value.data)
         return ToolResult(ok=True, result=value)
 
     def arguments(self, validated: BaseModel) -> dict[str, Any]:

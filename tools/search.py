@@ -19,7 +19,7 @@ from tools.registry import Tool, ToolArgs, ToolContext
 from tools.retrieve import label, quote, retrieve_tool, visible_to, wrap_hits
 
 if TYPE_CHECKING:
-    from agent.config import Knowledge
+    from memory.knowledge.settings import Knowledge
     from memory.knowledge import KnowledgeBase
 
 DESCRIPTION = (

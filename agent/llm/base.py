@@ -15,15 +15,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+# Defined in the model layer, which raises it too (model loading); this is its agent-side name.
+from multimodal.errors import LLMError  # noqa: F401
+
 Purpose = Literal["plan", "act", "reflect", "respond"]
 TokenCallback = Callable[[str], None]
-
-
-class LLMError(RuntimeError):
-    """A backend could not produce a reply (missing model, server down, script exhausted).
-
-    The message is written for the user: it says what failed and what to do about it.
-    """
 
 
 def new_call_id() -> str:

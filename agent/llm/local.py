@@ -39,15 +39,13 @@ at an imitated "[called tool" / "Tool result (" marker, since no tool runs insid
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+from transformers import LogitsProcessorList, StoppingCriteriaList
 
 from agent.config import Settings
 from agent.llm.base import ChatBackend, ChatReply, ChatRequest, LLMError, TokenCallback, Usage
@@ -58,267 +56,30 @@ from agent.llm.constrained import (  # noqa: F401 - re-exported: tests and bench
     _simplified_messages,
     _tools_text,
     complete_in_worker,
+    render_transcript,
     max_new_tokens,
     plan_output,
-    render_transcript,
     reply_from_json,
     tool_choice_schema,
     tool_name,
     tool_parameters,
     validate_against_schema,
 )
-from agent.llm.json_budget import JsonLexer
-from agent.llm.text_cleanup import cut_at_stop, stream_holdback
+from agent.llm.local_generation import _cut_at_stop, _Runtime, _StopCriteria, _TextStreamer  # noqa: F401 - _cut_at_stop: tests
+from agent.llm.local_grammar import _GrammarConstraint
+from agent.llm.local_prompt import RenderedPrompt, render_prompt  # noqa: F401 - re-exported
 from multimodal.llm_loader import LoadedLM, load_bundled_model, load_hf_model
 
 logger = logging.getLogger(__name__)
 
 Loader = Callable[[], LoadedLM]
 
-# End-of-turn markers of common chat formats; generation stops on whichever this vocabulary has.
-_END_OF_TURN_TOKENS = ("<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|end|>", "<|eom_id|>")
-# The last two are our own tool-call and tool-result markers: a base model that writes them is
-# inventing a tool round, and everything from there on is fiction.
 # A base model inside a free string or array may never close it (greedy decoding loops). Strings
 # get a token budget enforced while decoding, arrays a maxItems where the schema sets none.
 # (A grammar-level maxLength would also work, but xgrammar's compile time grows ~28 ms per
 # allowed character on Gemma's 262k vocabulary: 3.4 s per schema for maxLength 120.)
 BUNDLED_MAX_STRING_TOKENS = 40
 BUNDLED_MAX_ARRAY_ITEMS = 16
-
-
-@dataclass
-class RenderedPrompt:
-    text: str
-    #: "template", "template-simplified" or "transcript"; the transcript needs stop strings.
-    style: str
-    add_special_tokens: bool
-
-
-def render_prompt(tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]], instruction: str) -> RenderedPrompt:
-    """Chat template if the tokenizer has one that accepts the conversation, else the transcript."""
-    if getattr(tokenizer, "chat_template", None):
-        tools_text = _tools_text(tools) if tools else ""
-
-        def native() -> str:
-            msgs = _native_messages(messages, instruction)
-            text = _apply_template(tokenizer, msgs, tools or None)
-            if tools and text == _apply_template(tokenizer, msgs, None):
-                # The template ignores `tools` (Gemma's does): describe them in the system text.
-                text = _apply_template(tokenizer, _native_messages(messages, f"{tools_text}\n\n{instruction}"), None)
-            return text
-
-        def simplified() -> str:
-            return _apply_template(tokenizer, _simplified_messages(messages, tools_text, instruction), None)
-
-        for style, render in (("template", native), ("template-simplified", simplified)):
-            try:
-                text = render()
-            except Exception as exc:  # noqa: BLE001 - templates raise anything from jinja errors to TypeError
-                logger.debug("Chat template rejected the %s form: %s", style, exc)
-                continue
-            if isinstance(text, str) and text:
-                # The template already contains BOS and friends.
-                return RenderedPrompt(text, style, add_special_tokens=False)
-    return RenderedPrompt(render_transcript(messages, tools, instruction), "transcript", add_special_tokens=True)
-
-
-def _apply_template(tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> str:
-    return tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False)
-
-
-# ---------------------------------------------------------------------------------------------
-# Generation plumbing
-
-
-class _GrammarConstraint(LogitsProcessor):
-    """Logits processor that masks every token the grammar forbids (batch size 1).
-
-    Unlike `xgrammar.contrib.hf.LogitsProcessor` it keeps the matcher reachable after generate()
-    so we can ask whether the JSON was finished, and it accepts tokens by position so that the
-    last token (sampled after the final call) can be fed in afterwards.
-
-    With a `string_budget` it also closes runaway strings: it follows the JSON text (inside a
-    string or not) and once a string has taken `string_budget` tokens, the next position where
-    the grammar allows a bare `"` gets only that token. Strings with an enum, pattern or
-    maxLength are untouched until the grammar itself allows them to end.
-    """
-
-    def __init__(self, compiled: Any, prompt_len: int, runtime: _Runtime, string_budget: int | None) -> None:
-        import xgrammar as xgr
-
-        self._xgr = xgr
-        self.matcher = xgr.GrammarMatcher(compiled, override_stop_tokens=runtime.stop_ids)
-        self.bitmask = xgr.allocate_token_bitmask(1, compiled.tokenizer_info.vocab_size)
-        self.prompt_len = prompt_len
-        self.accepted = 0
-        self.stop_ids = runtime.stop_ids
-        self.token_bytes = runtime.token_bytes
-        self.quote_ids = runtime.quote_ids
-        self.string_budget = string_budget
-        self.lexer = JsonLexer()
-
-    def accept(self, tokens: list[int]) -> None:
-        for token in tokens[self.accepted :]:
-            if self.matcher.is_terminated():
-                break
-            if not self.matcher.accept_token(token):
-                raise LLMError(f"internal error: token {token} violates the output grammar")
-            self.accepted += 1
-            if self.string_budget is not None:
-                self.lexer.feed(self.token_bytes[token])
-
-    def _allowed(self, token: int) -> bool:
-        return bool((int(self.bitmask[0, token // 32]) >> (token % 32)) & 1)
-
-    @staticmethod
-    def _force(scores: torch.FloatTensor, token: int) -> torch.FloatTensor:
-        forced = torch.full_like(scores, float("-inf"))
-        forced[:, token] = 0
-        return forced
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        self.accept(input_ids[0, self.prompt_len :].tolist())
-        if self.matcher.is_terminated():
-            # Only reachable if generate() did not stop on the stop token: force it to.
-            return self._force(scores, self.stop_ids[0])
-        self.matcher.fill_next_token_bitmask(self.bitmask)
-        if self.string_budget is not None and self.lexer.in_string and self.lexer.string_tokens >= self.string_budget:
-            quote = next((q for q in self.quote_ids if self._allowed(q)), None)
-            if quote is not None:
-                return self._force(scores, quote)
-        # xgrammar masks on CPU or CUDA only (MPS logits make a round trip).
-        move = scores.device.type not in ("cuda", "cpu")
-        target = scores.to("cpu") if move else scores
-        self._xgr.apply_token_bitmask_inplace(target, self.bitmask.to(target.device))
-        return target.to(scores.device) if move else target
-
-    def finished(self, generated: list[int]) -> bool:
-        self.accept(generated)
-        return self.matcher.is_terminated() or self.matcher.is_completed()
-
-
-class _StopCriteria(StoppingCriteria):
-    """Stops on a transcript stop string (base models write the next turn) or on cancellation."""
-
-    def __init__(self, tokenizer: Any, prompt_len: int, stops: tuple[str, ...], cancel: threading.Event) -> None:
-        self.tokenizer, self.prompt_len, self.stops, self.cancel = tokenizer, prompt_len, stops, cancel
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
-        done = self.cancel.is_set()
-        if not done and self.stops:
-            tail = self.tokenizer.decode(input_ids[0, self.prompt_len :][-16:], skip_special_tokens=True)
-            done = any(s in tail for s in self.stops)
-        return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
-
-
-_cut_at_stop = cut_at_stop  # the old name, which tests import
-
-
-class _TextStreamer:
-    """Streams visible text: holds back anything that may still turn into a stop string, trailing
-    whitespace and half-decoded characters, so the pieces always join up to the final content."""
-
-    def __init__(self, tokenizer: Any, stop_ids: set[int], stops: tuple[str, ...], emit: Callable[[str], None] | None):
-        self.tokenizer, self.stop_ids, self.stops, self.emit = tokenizer, stop_ids, stops, emit
-        self.ids: list[int] = []
-        self.sent = 0
-        self._prompt_seen = False
-
-    def text(self, final: bool) -> str:
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True, clean_up_tokenization_spaces=False).lstrip()
-        text = _cut_at_stop(text, self.stops)
-        if final:
-            return text.rstrip()
-        hold = stream_holdback(text, self.stops)
-        # Half a UTF-8 character decodes as U+FFFD; trailing whitespace may precede a stop string.
-        return text[: len(text) - hold].rstrip("\ufffd").rstrip()
-
-    def put(self, value: torch.Tensor) -> None:
-        if not self._prompt_seen:  # generate() first hands the streamer the prompt
-            self._prompt_seen = True
-            return
-        self.ids.extend(t for t in value.reshape(-1).tolist() if t not in self.stop_ids)
-        self._flush(final=False)
-
-    def end(self) -> None:
-        self._flush(final=True)
-
-    def _flush(self, final: bool) -> None:
-        text = self.text(final)
-        if self.emit is not None and len(text) > self.sent:
-            self.emit(text[self.sent :])
-            self.sent = len(text)
-
-
-def _stop_token_ids(lm: LoadedLM) -> list[int]:
-    """EOS ids of the generation config and tokenizer, plus any end-of-turn marker in the vocab."""
-    ids: list[int] = []
-
-    def add(value: Any) -> None:
-        for v in value if isinstance(value, list | tuple) else [value]:
-            if isinstance(v, int) and v >= 0 and v not in ids:
-                ids.append(v)
-
-    add(getattr(lm.model.generation_config, "eos_token_id", None))
-    add(lm.tokenizer.eos_token_id)
-    vocab = lm.tokenizer.get_vocab()
-    for token in _END_OF_TURN_TOKENS:
-        if token in vocab:
-            add(vocab[token])
-    if not ids:
-        raise LLMError(f"The model {lm.source} has no end-of-sequence token; cannot tell when a reply ends")
-    return ids
-
-
-class _Runtime:
-    """A loaded model with its generation lock and grammar cache (one per backend instance)."""
-
-    def __init__(self, lm: LoadedLM) -> None:
-        self.lm = lm
-        self.generate_lock = threading.Lock()
-        self.stop_ids = _stop_token_ids(lm)
-        self._grammar_lock = threading.Lock()
-        self._compiler: Any = None
-        self._grammars: dict[str, Any] = {}
-        #: The bytes of every token and the tokens that are exactly `"` (to close runaway strings).
-        self.token_bytes: list[bytes] = []
-        self.quote_ids: list[int] = []
-
-    def vocab_size(self) -> int:
-        # The logits width, which can exceed the tokenizer's vocabulary (padding rows).
-        head = self.lm.model.get_output_embeddings()
-        if head is not None and getattr(head, "weight", None) is not None:
-            return int(head.weight.shape[0])
-        return int(self.lm.model.config.get_text_config().vocab_size)
-
-    def grammar(self, schema: dict[str, Any]) -> Any:
-        key = json.dumps(schema, ensure_ascii=False)
-        with self._grammar_lock:
-            if key in self._grammars:
-                return self._grammars[key]
-            import xgrammar as xgr
-
-            if self._compiler is None:
-                info = xgr.TokenizerInfo.from_huggingface(
-                    self.lm.tokenizer, vocab_size=self.vocab_size(), stop_token_ids=self.stop_ids
-                )
-                self._compiler = xgr.GrammarCompiler(info)
-                self.token_bytes = list(info.decoded_vocab)
-                self.quote_ids = [i for i, data in enumerate(self.token_bytes) if data == b'"']
-            try:
-                # No free whitespace: a weak model would otherwise pad JSON with newlines forever.
-                compiled = self._compiler.compile_json_schema(schema, any_whitespace=False, strict_mode=True)
-            except Exception as exc:  # noqa: BLE001
-                raise LLMError(
-                    f"Could not build an output grammar from the JSON schema {key[:300]}: {type(exc).__name__}: {exc}"
-                ) from exc
-            self._grammars[key] = compiled
-            return compiled
-
-
-# ---------------------------------------------------------------------------------------------
-# The backend
 
 
 class LocalBackend(ChatBackend):

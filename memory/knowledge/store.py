@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from agent.config import Knowledge
+from memory.knowledge.settings import Knowledge
 
 log = logging.getLogger(__name__)
 
