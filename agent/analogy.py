@@ -23,7 +23,7 @@ _QUANTITY = re.compile(r"(?<![A-Za-z_\-\d])(?<!\d[.,])(\d+(?:,\d{3})*(?:\.\d+)?)
 _CHINESE_DISCOUNT = re.compile(r"([一二三四五六七八九])([一二三四五六七八九]?)折")
 _CHINESE_DIGITS = {c: str(i) for i, c in enumerate("〇一二三四五六七八九")}
 _ANY_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-_WORD = re.compile(r"[a-z]+")
+_TOKEN = re.compile(r"[a-z]+|[\u3400-\u9fff]")
 _CJK = re.compile(r"[\u3400-\u9fff]")
 _LITERAL = re.compile(r"\d+(?:\.\d+)?")
 _SLOT = re.compile(r"\{(\d+)\}")
@@ -106,11 +106,14 @@ def masked(text: str) -> str:
 
 
 def words(text: str) -> set[str]:
-    """English words, Chinese characters and character pairs: the cue words of a word
-    problem ("left", "each", "还剩", "平均") decide its operation."""
+    """English words and word pairs, Chinese characters and character pairs: the cue words of
+    a word problem ("left", "each", "how much do N", "还剩", "平均") decide its operation. The
+    pairs keep the order: "a pen costs N. how much do N pens cost" is alike "a pencil costs N.
+    how much do N pencils cost", not "a pack of N pens costs N. how much does one pen cost"."""
     text = masked(text).lower()
     chars = _CJK.findall(text)
-    return set(_WORD.findall(text)) | set(chars) | {a + b for a, b in zip(chars, chars[1:])}
+    tokens = _TOKEN.findall(text)
+    return set(tokens) | {a + b for a, b in zip(chars, chars[1:])} | {f"{a} {b}" for a, b in zip(tokens, tokens[1:]) if a.isascii() and b.isascii()}
 
 
 def rank(request: str, demos: list[tuple[str, dict]], similarity: Callable[[str, list[str]], np.ndarray | None]) -> list[tuple[str, dict]]:
