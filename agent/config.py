@@ -76,6 +76,18 @@ class Server(BaseModel):
     max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest /v1 request body accepted (413 beyond); images travel as data URLs.")
 
 
+class QueryRewrite(BaseModel):
+    """Query rewriting before retrieval (memory/knowledge/rewrite.py; figures in docs/knowledge.md)."""
+
+    translate: Literal["off", "glossary", "model"] = Field("glossary", description="The query in the other language (Chinese <-> English): glossary = offline ML-term table; model = the configured model translates.")
+    sub_questions: bool = Field(True, description="Split compound questions into parts, each its own query.")
+    multi_query: bool = Field(False, description="Model-written paraphrases of the query (needs a capable model).")
+    hyde: bool = Field(False, description="A model-written hypothetical answer, embedded as a dense query (needs a capable model).")
+    step_back: bool = Field(False, description="A model-written more general question (needs a capable model).")
+    original_weight: float = Field(2.0, gt=0, le=10, description="Weight of the original query's rankings in the fusion.")
+    weak_models: bool = Field(False, description="Also let completion-style models (the bundled 270M) write rewrites; off because they make retrieval worse.")
+
+
 class Knowledge(BaseModel):
     """The knowledge base: ingestion, the Chroma store, retrieval and the search tool (docs/knowledge.md).
 
@@ -93,7 +105,9 @@ class Knowledge(BaseModel):
     keyword_tokenizer: Literal["bigram", "jieba"] = Field("bigram", description="BM25 tokens for Chinese: character bigrams or jieba words.")
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
     candidates: int = Field(30, ge=1, le=500, description="Hits taken from each retriever before fusion.")
-    reranker: str | None = Field(None, description="Cross-encoder model (sentence-transformers) that reorders fused hits; None: off.")
+    reranker: str | None = Field("lexical", description="Reorders the wide candidate set: lexical (offline, default) | a sentence-transformers cross-encoder name (e.g. BAAI/bge-reranker-base) | None: off.")
+    rerank_candidates: int = Field(30, ge=1, le=500, description="Fused hits the reranker sees (wide), before the top k (narrow) are returned.")
+    rewrite: QueryRewrite = QueryRewrite()
     web_search: bool = Field(True, description="Let the search tool also ask the web (ddgs) when it is reachable.")
     web_timeout_s: float = Field(6.0, gt=0, le=60, description="Hard limit for one web search.")
     web_results: int = Field(5, ge=1, le=20)

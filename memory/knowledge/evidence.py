@@ -1,0 +1,86 @@
+"""Negative rejection: do the retrieved passages contain what the question asks about?
+
+Retrieval always returns its k nearest chunks, even for a question the documents never
+discuss; a model shown them then answers from the nearest thing. The signals, all offline:
+
+- a *name* in the question (a Latin term with inner capitals, digits or dots, an acronym: vLLM,
+  Mixtral, 8x7B, GGUF, llama.cpp) that no chunk of the index contains: the documents cannot be
+  about it;
+- no content term of the question (nor of its glossary translation) in the index at all;
+- low coverage: the IDF-weighted share of the question's terms (unknown terms count as the
+  rarest) found in the best passage.
+
+`bench/rag.py` prints the rejection rate on questions with no answer and the false rejections
+on answerable ones (docs/knowledge.md).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from memory.knowledge.rewrite import glossary_translation, is_chinese
+
+MIN_COVERAGE = 0.19  # answerable bench questions: 0.20 and up; no-answer ones mostly below
+_NAME = re.compile(r"\b(?:[A-Za-z]+[0-9][A-Za-z0-9]*|[0-9]+[A-Za-z][A-Za-z0-9]*|[a-z]+[A-Z][A-Za-z0-9]*|[A-Z][a-z]+[A-Z][A-Za-z0-9]*|[A-Z]{2,}[A-Za-z]*|[A-Za-z]+\.[A-Za-z]+)\b")
+
+
+@dataclass
+class Evidence:
+    found: bool
+    coverage: float
+    missing: list[str] = field(default_factory=list)  # names of the question that no chunk has
+    reason: str = ""
+
+
+_LATIN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z][A-Za-z\-]{2,}(?![A-Za-z0-9])")
+_TITLE = re.compile(r"(?<=[a-z0-9,;:] )[A-Z][a-z]{2,}\b")
+
+
+def names(query: str) -> list[str]:
+    """Terms that name something: acronyms and code-like names anywhere, every Latin word of a
+    Chinese question (a term kept in English), capitalised words inside an English sentence."""
+    found = _NAME.findall(query)
+    found += _LATIN.findall(query) if is_chinese(query) else _TITLE.findall(query)
+    return list(dict.fromkeys(found))
+
+
+def assess(query: str, passages: list[Any], index: Any) -> Evidence:
+    """`passages`: hits (or anything with .text/.heading, or dicts with "text"/"heading");
+    `index`: the KeywordIndex (tokens, idf, vocab)."""
+    if not passages:
+        return Evidence(False, 0.0, reason="nothing was retrieved")
+    missing = [n for n in names(query) if not any(t in index.vocab and index.idf(t) > 0 for t in index.tokens(n))]
+    if missing:
+        return Evidence(False, 0.0, missing, f"the documents never mention {', '.join(missing)}")
+    texts = [query]
+    translated = glossary_translation(query)
+    if translated and not is_chinese(query):
+        texts.append(translated)
+    n = max(1, len(index))
+    rarest = math.log(1.0 + (n + 0.5) / 0.5)
+    weights: dict[str, float] = {}
+    for text in texts:
+        for tok in index.tokens(text):
+            idf = index.idf(tok) if tok in index.vocab else rarest
+            weights[tok] = max(weights.get(tok, 0.0), idf or rarest)
+    known = [t for t in weights if t in index.vocab and index.idf(t) > 0]
+    if not known:
+        return Evidence(False, 0.0, reason="no term of the question occurs in the documents")
+    total = sum(weights.values()) or 1.0
+    best = 0.0
+    for passage in passages:
+        text, heading = _parts(passage)
+        tokens = set(index.tokens(f"{heading}\n{text}"))
+        best = max(best, sum(w for t, w in weights.items() if t in tokens) / total)
+    if best < MIN_COVERAGE:
+        return Evidence(False, best, reason=f"the best passage covers {best:.0%} of the question's terms")
+    return Evidence(True, best)
+
+
+def _parts(passage: Any) -> tuple[str, str]:
+    if isinstance(passage, dict):
+        return str(passage.get("text", "")), str(passage.get("heading", ""))
+    return str(getattr(passage, "text", "")), str(getattr(passage, "heading", ""))
