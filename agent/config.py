@@ -108,6 +108,8 @@ class Knowledge(BaseModel):
     reranker: str | None = Field("lexical", description="Reorders the wide candidate set: lexical (offline, default) | a sentence-transformers cross-encoder name (e.g. BAAI/bge-reranker-base) | None: off.")
     rerank_candidates: int = Field(30, ge=1, le=500, description="Fused hits the reranker sees (wide), before the top k (narrow) are returned.")
     rewrite: QueryRewrite = QueryRewrite()
+    negative_rejection: bool = Field(True, description="retrieve answers 'no passage answers this' when the passages lack what the query asks (then the agent says it did not find it).")
+    faithfulness: Literal["overlap", "model"] = Field("overlap", description="How answers are checked against the passages: overlap (offline, any model) or model (the configured model judges; not for completion-style models).")
     web_search: bool = Field(True, description="Let the search tool also ask the web (ddgs) when it is reachable.")
     web_timeout_s: float = Field(6.0, gt=0, le=60, description="Hard limit for one web search.")
     web_results: int = Field(5, ge=1, le=20)

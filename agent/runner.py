@@ -41,6 +41,7 @@ class RunResult(BaseModel):
     steps: list[dict[str, Any]]
     artifacts: list[dict[str, Any]]
     error: str | None = None
+    citations: list[dict[str, Any]] = []  # the passages the answer cites (agent/grounding.py)
 
 
 class Agent:
@@ -313,7 +314,8 @@ async def _collect(events: AsyncIterator[dict[str, Any]], thread_id: str, on_eve
             final = event
     if final is None:  # respond always emits; this guards against a graph change breaking that
         raise RuntimeError("the run ended without a final answer")
-    return RunResult(thread_id=thread_id, **{k: final[k] for k in ("answer", "plan", "steps", "artifacts", "error")})
+    return RunResult(thread_id=thread_id, citations=final.get("citations") or [],
+                     **{k: final[k] for k in ("answer", "plan", "steps", "artifacts", "error")})
 
 
 def new_thread_id() -> str:

@@ -231,14 +231,12 @@ class KnowledgeBase:
                 found.update({i: (doc, meta) for i, doc, meta, _ in dense})
                 if mode == "dense":
                     return [_hit(i, *found[i], score) for i, _, _, score in dense[:k]]
-        if mode in ("hybrid", "keyword"):
-            index = self.keyword_index()
-            for q in queries:
-                if q.keyword:
-                    rankings.append([i for i, _ in index.search(q.text, n, where)])
-                    weights.append(q.weight)
-                    if mode == "keyword":
-                        break
+        index = self.keyword_index() if mode in ("hybrid", "keyword") or (self._reranker == "lexical" and rerank) else None
+        if index is not None and mode in ("hybrid", "keyword"):
+            keyword_queries = [q for q in queries if q.keyword][: 1 if mode == "keyword" else None]
+            for q, found_ids in zip(keyword_queries, index.search_many([q.text for q in keyword_queries], n, where)):
+                rankings.append([i for i, _ in found_ids])
+                weights.append(q.weight)
         fused = rrf(rankings, self.config.rrf_k, weights)
         reranking = bool(self._reranker and rerank)
         keep = fused[: max(k, self.config.rerank_candidates) if reranking else k]
@@ -248,23 +246,23 @@ class KnowledgeBase:
             found.update({i: (d or "", m or {}) for i, d, m in zip(rows["ids"], rows["documents"], rows["metadatas"])})
         hits = [_hit(i, *found[i], score) for i, score in keep if i in found]
         if reranking and hits:
-            hits = self._rerank(queries, hits, query_vector)
+            hits = self._rerank(queries, hits, query_vector, index)
         return hits[:k]
 
     def evidence(self, query: str, hits: list[Hit]) -> Evidence:
         """Whether `hits` hold what `query` asks about (negative rejection, evidence.py)."""
         return assess(query, hits, self.keyword_index())
 
-    def _rerank(self, queries: list[Query], hits: list[Hit], query_vector: Any) -> list[Hit]:
+    def _rerank(self, queries: list[Query], hits: list[Hit], query_vector: Any, index: KeywordIndex | None) -> list[Hit]:
         if self._reranker != "lexical":
             return self._reranker.rerank(queries[0].text, hits)
-        index = self.keyword_index()
+        index = index or self.keyword_index()
         vectors: dict[str, Any] = {}
         if query_vector is not None:
             rows = self.store.get(ids=[h.chunk_id for h in hits], include=("embeddings",))
             vectors = {i: np.asarray(v, dtype=np.float32) for i, v in zip(rows["ids"], rows["embeddings"])}
         texts = [q.text for q in queries if q.keyword and q.kind in ("original", "translation")]
-        return reorder(hits, LexicalReranker(index.tokens, index.idf).scores(texts, hits, query_vector, vectors))
+        return reorder(hits, LexicalReranker(index).scores(texts, hits, query_vector, vectors))
 
 
 def rewrite_options(config: Any) -> RewriteOptions:

@@ -101,6 +101,7 @@ class KeywordIndex:
         self.generation: str | None = None
         self._bm25: Any = None
         self._df: np.ndarray = np.zeros(0, dtype=np.int32)
+        self._columns: dict[str, tuple[np.ndarray, dict[Any, int]]] = {}
         self.mode = mode
 
     def __len__(self) -> int:
@@ -133,6 +134,7 @@ class KeywordIndex:
             bm25.index(Tokenized(ids=[self._rows[i][0] for i in self.ids], vocab=dict(self.vocab)), show_progress=False)
             self._bm25 = bm25
         self._count_documents()
+        self._columns = {}
         self.generation = generation
 
     def _count_documents(self) -> None:
@@ -213,24 +215,51 @@ class KeywordIndex:
             log.warning("keyword index at %s is unreadable; rebuilding it from the store", folder)
             return None
 
+    def _column(self, field: str) -> tuple[np.ndarray, dict[Any, int]]:
+        """A metadata field as integer codes per row (built once per index state): a filter is
+        then one vectorised comparison, not a Python loop over 100k rows per query."""
+        cached = self._columns.get(field)
+        if cached is None:
+            codes: dict[Any, int] = {}
+            column = np.fromiter((codes.setdefault(m.get(field), len(codes)) for m in self.metadatas), dtype=np.int32, count=len(self.metadatas))
+            cached = self._columns[field] = (column, codes)
+        return cached
+
     def _mask(self, where: dict[str, Any] | None) -> np.ndarray | None:
         if not where:
             return None
-        keep = [all(m.get(k) in v if isinstance(v, list) else m.get(k) == v for k, v in where.items()) for m in self.metadatas]
-        return np.asarray(keep, dtype=np.float32)
+        keep = np.ones(len(self.metadatas), dtype=bool)
+        for field, value in where.items():
+            column, codes = self._column(field)
+            wanted = [codes[v] for v in (value if isinstance(value, list) else [value]) if v in codes]
+            keep &= np.isin(column, wanted)
+        return keep.astype(np.float32)
 
     def search(self, query: str, n: int, where: dict[str, Any] | None = None) -> list[tuple[str, float]]:
         """Top `n` (id, BM25 score) with a positive score; `where` is {field: value, ...}."""
-        tokens = [self.vocab[t] for t in self._tokenize(query) if t in self.vocab]
-        if self._bm25 is None or not tokens:
-            return []
+        return self.search_many([query], n, where)[0]
+
+    def search_many(self, queries: Sequence[str], n: int, where: dict[str, Any] | None = None) -> list[list[tuple[str, float]]]:
+        """`search` for several queries at once (one metadata mask, one bm25s call)."""
+        out: list[list[tuple[str, float]]] = [[] for _ in queries]
+        tokens = [[self.vocab[t] for t in self._tokenize(q) if t in self.vocab] for q in queries]
+        asked = [i for i, t in enumerate(tokens) if t]
+        if self._bm25 is None or not asked:
+            return out
         mask = self._mask(where)
         if mask is not None and not mask.any():
-            return []
+            return out
         n = min(n, len(self.ids))
         # Token ids, not a Tokenized: bm25s would invert the whole vocabulary on every query.
-        docs, scores = self._bm25.retrieve([tokens], k=n, show_progress=False, weight_mask=mask, n_threads=0)
-        return [(self.ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0]) if s > 0]
+        docs, scores = self._bm25.retrieve([tokens[i] for i in asked], k=n, show_progress=False, weight_mask=mask, n_threads=0)
+        for row, i in enumerate(asked):
+            out[i] = [(self.ids[int(d)], float(s)) for d, s in zip(docs[row], scores[row]) if s > 0]
+        return out
+
+    def token_ids(self, chunk_id: str) -> np.ndarray | None:
+        """The token ids of an indexed chunk (its heading path and text), or None."""
+        row = self._rows.get(chunk_id)
+        return None if row is None else row[0]
 
 
 def build_index(ids: Sequence[str], texts: Sequence[str], metadatas: Sequence[dict[str, Any]], mode: str = "bigram") -> KeywordIndex:

@@ -17,7 +17,7 @@ config line, `knowledge.reranker = "BAAI/bge-reranker-base"`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -33,28 +33,39 @@ W_PRIOR = 0.0
 class LexicalReranker:
     name = "lexical"
 
-    def __init__(self, tokenize: Callable[[str], list[str]], idf: Callable[[str], float]) -> None:
-        self._tokenize = tokenize
-        self._idf = idf
+    def __init__(self, index: Any) -> None:
+        """`index`: the KeywordIndex (its tokenizer, IDF, and each chunk's stored token ids, so
+        candidates are not tokenized again per query)."""
+        self.index = index
 
     def _weights(self, texts: Sequence[str]) -> dict[str, float]:
         terms: dict[str, float] = {}
         for text in texts:
-            for tok in self._tokenize(text):
-                terms[tok] = max(terms.get(tok, 0.0), self._idf(tok))
+            for tok in self.index.tokens(text):
+                terms[tok] = max(terms.get(tok, 0.0), self.index.idf(tok))
         return terms
+
+    def _body(self, hit: Hit) -> set[str] | np.ndarray:
+        ids = self.index.token_ids(hit.chunk_id)
+        return set(self.index.tokens(f"{hit.heading}\n{hit.text}")) if ids is None else ids
 
     def scores(self, queries: Sequence[str], hits: Sequence[Hit], query_vector: np.ndarray | None = None,
                vectors: dict[str, np.ndarray] | None = None) -> list[float]:
         """One score per hit, higher is better; `queries`: the original first, then its
         keyword rewrites (translation); `vectors`: chunk vectors by id, where known."""
-        weights = self._weights(queries)
+        weights = {t: w for t, w in self._weights(queries).items() if w > 0}
         total = sum(weights.values()) or 1.0
+        terms = list(weights)
+        term_ids = np.asarray([self.index.vocab[t] for t in terms], dtype=np.int64)
+        term_w = np.asarray([weights[t] for t in terms], dtype=np.float64)
         out = []
         for rank, hit in enumerate(hits):
-            body = set(self._tokenize(f"{hit.heading}\n{hit.text}"))
-            head = set(self._tokenize(hit.heading))
-            coverage = sum(w for t, w in weights.items() if t in body) / total
+            body = self._body(hit)
+            if isinstance(body, set):
+                coverage = sum(w for t, w in weights.items() if t in body) / total
+            else:
+                coverage = float(term_w[np.isin(term_ids, body)].sum()) / total if len(term_ids) else 0.0
+            head = set(self.index.tokens(hit.heading))
             heading = sum(w for t, w in weights.items() if t in head) / total
             dense = 0.0
             if query_vector is not None and vectors and hit.chunk_id in vectors:

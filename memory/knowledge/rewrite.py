@@ -51,7 +51,7 @@ def glossary_translation(query: str) -> str:
 def sub_questions(query: str) -> list[str]:
     """The parts of a compound question; [] when it is one question."""
     pattern = _SPLIT_ZH if is_chinese(query) else _SPLIT_EN
-    parts = [p.strip(" ，,。.") for p in pattern.split(query.strip())]
+    parts = [p.strip(" ，,。.?？") for p in pattern.split(query.strip())]
     parts = [p for p in parts if len(p) >= (4 if is_chinese(query) else 8)]
     return parts if len(parts) >= 2 else []
 
@@ -123,6 +123,7 @@ def rewrite(query: str, options: RewriteOptions, complete: Complete | None = Non
         parts = sub_questions(query)
         if not parts and complete is not None and options.multi_query:
             parts = [p.strip() for p in _model_text(complete, "sub_questions", query).split("|") if len(p.strip()) > 3][:3]
+            parts = parts if len(parts) >= 2 else []
         queries += [Query(p, "sub_question", 0.5) for p in parts if p != query]
     if complete is not None:
         for kind, on, dense_only in (("multi_query", options.multi_query, False), ("hyde", options.hyde, True),
