@@ -126,11 +126,19 @@ def _terms(text: str) -> set[str]:
     return set(bigram_tokens(text))
 
 
+_SOURCES = re.compile(r"\n\s*(?:Sources:|来源：|\*\*Sources\*\*)\s*\n")
+
+
+def answer_body(answer: str) -> str:
+    """The answer without its sources list (source lines are references, not claims)."""
+    return _SOURCES.split(answer, 1)[0]
+
+
 def claims(answer: str) -> list[str]:
-    """The sentences of an answer that state something (citation marks, note lines and the
-    evidence block the weak-model path adds are not claims)."""
+    """The sentences of an answer that state something (citation marks, the sources list and
+    lines that introduce a list are not claims)."""
     out = []
-    for sentence in _SENTENCE.split(_CITE.sub(" ", answer)):
+    for sentence in _SENTENCE.split(_CITE.sub(" ", answer_body(answer))):
         sentence = sentence.strip(" -*")
         if len(_terms(sentence)) >= 2 and not sentence.endswith(("：", ":")):
             out.append(sentence)
@@ -146,9 +154,25 @@ def overlap_faithfulness(answer: str, contexts: list[str]) -> float | None:
     context = _terms(" ".join(contexts))
     supported = 0
     for sentence in sentences:
-        terms = _terms(sentence)
-        supported += len(terms & context) / len(terms) >= SENTENCE_SUPPORT
+        supported += sentence_support(sentence, context) >= SENTENCE_SUPPORT
     return supported / len(sentences)
+
+
+def sentence_support(sentence: str, context: set[str]) -> float:
+    """Share of the sentence's terms in the context; an English sentence about Chinese passages
+    is also read through the glossary (its terms' Chinese renderings)."""
+    from memory.knowledge.rewrite import glossary_translation
+
+    terms = _terms(sentence)
+    direct = len(terms & context) / len(terms) if terms else 0.0
+    if chinese(sentence):
+        return direct
+    translated = _terms(glossary_translation(sentence))
+    latin = {t for t in terms if not chinese(t)}
+    # The sentence's own English names (PPO, LoRA) still count where the passage has them.
+    names = {t for t in latin if t in context}
+    via = (len(translated & context) + len(names)) / (len(translated) + len(names)) if translated else 0.0
+    return max(direct, via)
 
 
 def judge_prompt(question: str, answer: str, contexts: list[str]) -> str:
@@ -188,6 +212,10 @@ def ground(request: str, answer: str, step_log: list[dict[str, Any]], *, judged:
     contexts = [f"{h.get('heading', '')} {plain_text(h)}" for h in hits]
     score = overlap_faithfulness(cleaned, contexts)
     supported = judged if judged is not None else (score is None or score >= SUPPORTED)
+    if score == 0.0 and judged is not True:
+        # Nothing the answer says is in the passages: an answer made up around them. Say what
+        # is true instead: the documents do not contain it.
+        return Grounding(answer=not_found(request), citations=[], faithfulness=0.0, supported=False, rejected=True)
     if not supported:
         cleaned = f"{cleaned}\n\n{UNSUPPORTED_ZH if chinese(request) else UNSUPPORTED_EN}"
     return Grounding(answer=cleaned, citations=cited, faithfulness=score, supported=supported)

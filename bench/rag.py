@@ -167,13 +167,20 @@ def oracle_completion(questions: list[dict]):
     return complete
 
 
-def model_rewrites(kb: KnowledgeBase, questions: list[dict], specs: list[str], settings: Settings) -> None:
+def model_rewrites(kb: KnowledgeBase, questions: list[dict], specs: list[str], settings: Settings, sample: int = 0) -> None:
     """Each model-written rewrite on top of the default, per model; the model calls' time is
     reported apart from retrieval."""
     from agent.llm.completion import completion
     from agent.llm.factory import make_backend
 
+    everything = questions
     for spec in specs:
+        questions = everything
+        if sample and spec != "scripted":
+            answerable = [q for q in everything if keys(q)]
+            questions = answerable[:: max(1, len(answerable) // sample)]
+            print(f"\n== default on the {len(questions)} questions {spec} is asked about (every {max(1, len(answerable) // sample)}th)")
+            print(f"  {'default':34s} {quality(kb, questions, 'hybrid', rerank=True)}")
         if spec == "scripted":
             complete, name = oracle_completion(questions), "oracle"
         else:
@@ -185,7 +192,7 @@ def model_rewrites(kb: KnowledgeBase, questions: list[dict], specs: list[str], s
                                ("step-back", replace(kb.rewrites, step_back=True))):
             before = (getattr(complete, "calls", 0), getattr(complete, "seconds", 0.0))
             t = time.perf_counter()
-            line = quality(kb, questions, "hybrid", rewrites=options, complete=complete)
+            line = quality(kb, questions, "hybrid", rerank=True, rewrites=options, complete=complete)
             total = time.perf_counter() - t
             calls = getattr(complete, "calls", 0) - before[0]
             model_s = getattr(complete, "seconds", 0.0) - before[1]
@@ -216,6 +223,8 @@ def main() -> None:
     parser.add_argument("--no-100k", dest="big", action="store_false", help="skip the 100k-chunk run")
     parser.add_argument("--big", type=int, default=100_000, dest="big_n", help="chunks in the large run")
     parser.add_argument("--cold", action="store_true", help="a fresh embedding cache (cold ingest figures)")
+    parser.add_argument("--model-sample", type=int, default=0, metavar="N",
+                        help="model rewrites on every k-th question so that about N are asked (a 270M model on 2 cores takes ~2 s a call); 0: all")
     parser.add_argument("--models", nargs="*", default=None, metavar="SPEC",
                         help="measure model-written rewrites with these models (bundled, scripted = the oracle; e.g. --models scripted bundled)")
     args = parser.parse_args()
@@ -261,7 +270,7 @@ def main() -> None:
         print(f"  {label:34s} {quality(kb, questions, 'hybrid', rerank=rerank, rewrites=options)}")
     print(f"  (reranker: {kb.config.reranker}, {kb.config.rerank_candidates} fused candidates -> 5)")
     if args.models:
-        model_rewrites(kb, questions, args.models, base)
+        model_rewrites(kb, questions, args.models, base, args.model_sample)
     negative(kb, questions)
 
     if args.compare:
