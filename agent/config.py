@@ -85,7 +85,6 @@ class QueryRewrite(BaseModel):
     hyde: bool = Field(False, description="A model-written hypothetical answer, embedded as a dense query (needs a capable model).")
     step_back: bool = Field(False, description="A model-written more general question (needs a capable model).")
     original_weight: float = Field(2.0, gt=0, le=10, description="Weight of the original query's rankings in the fusion.")
-    weak_models: bool = Field(False, description="Also let completion-style models (the bundled 270M) write rewrites; off because they make retrieval worse.")
 
 
 class Knowledge(BaseModel):

@@ -33,7 +33,7 @@ SENTENCE_SUPPORT = 0.5  # share of a sentence's terms found in the passages
 RETRIEVAL_TOOLS = ("retrieve", "search")
 _CJK = re.compile(r"[\u3400-\u9fff]")
 _CITE = re.compile(r"\[(\d{1,3}(?:\s*[,，、]\s*\d{1,3})*)\]")
-_QUOTE_MARKERS = re.compile(r"<<(?:quoted|end)[^>]*>>", re.I)
+_QUOTE_MARKERS = re.compile(r"<<(?:quoted|end)[^>]*>>", re.IGNORECASE)
 _SENTENCE = re.compile(r"(?<=[。！？!?；;])\s*|(?<=\.)\s+|\n+")
 
 

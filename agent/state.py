@@ -102,12 +102,12 @@ class AgentContext:
     needs_approval: frozenset[str] = frozenset()  # tools the person must approve before they run
     approve: Any = None  # async (tool name, arguments) -> bool, from the UI
 
-    def tool_context(self):
+    def tool_context(self, request: str = ""):
         from tools.registry import ToolContext
 
         return ToolContext(
             user_id=self.user_id, thread_id=self.thread_id or self.session, settings=self.settings,
-            needs_approval=self.needs_approval, approve=self.approve,
+            needs_approval=self.needs_approval, approve=self.approve, request=request,
         )
 
     @property

@@ -216,6 +216,26 @@ def negative(kb: KnowledgeBase, questions: list[dict]) -> None:
         print(f"  wrongly rejected: {q}")
 
 
+def chunking(open_kb, spec: str, questions: list[dict]) -> None:
+    """The default pipeline over the corpus chunked several ways, and without the heading path
+    in front of each chunk's text (what the embedder and BM25 see)."""
+    import memory.knowledge.base as base_module
+
+    print("\n== chunking (default retrieval; chunk size / overlap in characters)")
+    for size, overlap, heading in ((300, 50, True), (500, 0, True), (500, 80, True), (500, 80, False), (800, 120, True), (1200, 150, True)):
+        original = base_module.embedding_text
+        if not heading:
+            base_module.embedding_text = lambda text, heading="", title="": text
+        try:
+            ckb = open_kb(f"chunk-{size}-{overlap}-{int(heading)}", spec, chunk_size=size, chunk_overlap=overlap)
+            ckb.ingest([CORPUS])
+            label = f"{size}/{overlap}" + ("" if heading else ", no heading context")
+            print(f"  {label:34s} {quality(ckb, questions, 'hybrid', rerank=True)}   {ckb.count()} chunks")
+            ckb.close()
+        finally:
+            base_module.embedding_text = original
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--embedding", default=None, help="embedding spec (default: settings.knowledge.embedding)")
@@ -223,6 +243,7 @@ def main() -> None:
     parser.add_argument("--no-100k", dest="big", action="store_false", help="skip the 100k-chunk run")
     parser.add_argument("--big", type=int, default=100_000, dest="big_n", help="chunks in the large run")
     parser.add_argument("--cold", action="store_true", help="a fresh embedding cache (cold ingest figures)")
+    parser.add_argument("--chunking", action="store_true", help="also score chunk sizes, overlaps and heading context (re-embeds the corpus per setting)")
     parser.add_argument("--model-sample", type=int, default=0, metavar="N",
                         help="model rewrites on every k-th question so that about N are asked (a 270M model on 2 cores takes ~2 s a call); 0: all")
     parser.add_argument("--models", nargs="*", default=None, metavar="SPEC",
@@ -272,6 +293,9 @@ def main() -> None:
     if args.models:
         model_rewrites(kb, questions, args.models, base, args.model_sample)
     negative(kb, questions)
+
+    if args.chunking:
+        chunking(open_kb, spec, questions)
 
     if args.compare:
         print("\n== embedding models (dense only) and their speed on corpus chunks")

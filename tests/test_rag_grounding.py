@@ -153,6 +153,14 @@ def test_retrieve_tool_says_when_no_passage_answers(tmp_path):
     kb = kb_with_notes(tmp_path)
     result = retrieve_tool(kb).invoke({"query": "How many experts does Mixtral 8x7B have?"})
     assert result.ok and isinstance(result.result, str) and result.result.startswith(NO_ANSWER_MARK) and "Mixtral" in result.result
+    # A small model's query can drop the name the question is about; the request still counts.
+    from tools.registry import ToolContext
+
+    tool = retrieve_tool(kb)
+    dropped = asyncio.run(tool.ainvoke({"query": "专家 模型"}, context=ToolContext(request="Mixtral 8x7B 有多少个专家？")))
+    assert isinstance(dropped.result, str) and "Mixtral" in dropped.result
+    plain = asyncio.run(tool.ainvoke({"query": "知识蒸馏 教师"}, context=ToolContext(request="知识蒸馏的教师模型是什么？")))
+    assert isinstance(plain.result, list)
     off = kb_with_notes(tmp_path / "off", negative_rejection=False)
     assert isinstance(retrieve_tool(off).invoke({"query": "How many experts does Mixtral 8x7B have?"}).result, list)
 
@@ -188,8 +196,11 @@ def test_ground_says_not_found_flags_unsupported_answers_and_keeps_supported_one
     found = [{"tool": "retrieve", "ok": True, "arguments": {}, "result": HITS}]
     good = grounding.ground("What does LoRA train?", "LoRA trains two low-rank matrices [1].", found)
     assert good.supported and good.answer == "LoRA trains two low-rank matrices [1]." and good.citations[0].source == "/n/lora.md"
-    bad = grounding.ground("What does LoRA train?", "LoRA was invented in Paris by a chef in 1850.", found)
-    assert not bad.supported and bad.answer.endswith(grounding.UNSUPPORTED_EN)
+    partly = "LoRA trains two low-rank matrices [1]. It was invented in Paris by a chef in 1850. Chefs serve it in restaurants."
+    bad = grounding.ground("What does LoRA train?", partly, found)
+    assert not bad.supported and bad.answer.endswith(grounding.UNSUPPORTED_EN) and bad.faithfulness == 1 / 3
+    made_up = grounding.ground("What does LoRA train?", "It was invented in Paris by a chef in 1850.", found)
+    assert made_up.rejected and made_up.answer == grounding.NOT_FOUND_EN
     assert grounding.ground("hi", "Hello!", []).answer == "Hello!"  # no retrieval: nothing to check
 
 

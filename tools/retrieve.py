@@ -103,7 +103,7 @@ def retrieve_tool(kb: KnowledgeBase) -> Tool:
             where = f"collection {collection!r}" if collection else "the knowledge base"
             return f"No passages found in {where}. (Documents are added with `mmagent ingest PATH`.)"
         if kb.config.negative_rejection:
-            evidence = kb.evidence(query, hits)
+            evidence = kb.evidence(query, hits, context.request)
             if not evidence.found:
                 return f"{NO_ANSWER_MARK} ({evidence.reason}). Tell the user that you did not find it in the documents."
         return wrap_hits(hits)

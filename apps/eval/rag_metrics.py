@@ -28,11 +28,19 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from agent.grounding import answer_body, chinese, claims, overlap_faithfulness, plain_text, says_not_found, sentence_support
+from agent.grounding import (
+    answer_body,
+    chinese,
+    claims,
+    overlap_faithfulness,
+    plain_text,
+    says_not_found,
+    sentence_support,
+)
 from memory.knowledge.keyword import bigram_tokens
 from memory.knowledge.rewrite import glossary_translation
 
-_REQUEST = re.compile(r"\b(?:according|to|my|notes?|documents?|knowledge|base|say|says|in)\b|根据|我的|笔记|文档|资料|里|中", re.I)
+_REQUEST = re.compile(r"\b(?:according|to|my|notes?|documents?|knowledge|base|say|says|in)\b|根据|我的|笔记|文档|资料|里|中", re.IGNORECASE)
 
 
 class RagScores(BaseModel):

@@ -249,9 +249,10 @@ class KnowledgeBase:
             hits = self._rerank(queries, hits, query_vector, index)
         return hits[:k]
 
-    def evidence(self, query: str, hits: list[Hit]) -> Evidence:
-        """Whether `hits` hold what `query` asks about (negative rejection, evidence.py)."""
-        return assess(query, hits, self.keyword_index())
+    def evidence(self, query: str, hits: list[Hit], request: str = "") -> Evidence:
+        """Whether `hits` hold what `query` (and the user's `request`) asks about (negative
+        rejection, evidence.py)."""
+        return assess(query, hits, self.keyword_index(), request)
 
     def _rerank(self, queries: list[Query], hits: list[Hit], query_vector: Any, index: KeywordIndex | None) -> list[Hit]:
         if self._reranker != "lexical":

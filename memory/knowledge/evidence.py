@@ -33,7 +33,7 @@ _REQUEST = re.compile(
     r"\b(?:notes?|documents?|docs?|files?|knowledge[ -]base|passages?|sources?|say|says|said|tell|find|look|search|"
     r"explain|explains|describe|according|mention|mentions|written|write|wrote|me|my|mine|our|please|up)\b"
     r"|我的笔记|笔记里|笔记中|笔记|文档里|文档中|文档|资料库|知识库|资料|根据|在我的|我的|查一下|找一下|搜一下|告诉我|里面|关于|内容|一下|说了|提到",
-    re.I,
+    re.IGNORECASE,
 )
 
 
@@ -57,12 +57,18 @@ def names(query: str) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def assess(query: str, passages: list[Any], index: Any) -> Evidence:
+def missing_names(text: str, index: Any) -> list[str]:
+    """The names in `text` that no chunk of the index contains."""
+    return [n for n in names(text) if not any(t in index.vocab and index.idf(t) > 0 for t in index.tokens(n))]
+
+
+def assess(query: str, passages: list[Any], index: Any, request: str = "") -> Evidence:
     """`passages`: hits (or anything with .text/.heading, or dicts with "text"/"heading");
-    `index`: the KeywordIndex (tokens, idf, vocab)."""
+    `index`: the KeywordIndex (tokens, idf, vocab); `request`: the user's own words, when the
+    query was written by a model (its names count too)."""
     if not passages:
         return Evidence(False, 0.0, reason="nothing was retrieved")
-    missing = [n for n in names(query) if not any(t in index.vocab and index.idf(t) > 0 for t in index.tokens(n))]
+    missing = list(dict.fromkeys(missing_names(query, index) + (missing_names(request, index) if request else [])))
     if missing:
         return Evidence(False, 0.0, missing, f"the documents never mention {', '.join(missing)}")
     topic = _REQUEST.sub(" ", query)

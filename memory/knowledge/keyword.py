@@ -184,7 +184,7 @@ class KeywordIndex:
         shutil.rmtree(old, ignore_errors=True)
 
     @classmethod
-    def load(cls, folder: Path, mode: str) -> "KeywordIndex | None":
+    def load(cls, folder: Path, mode: str) -> KeywordIndex | None:
         """The index saved in `folder`, or None when there is none (or it is unreadable, or of
         another tokenizer): the caller then builds it from the store."""
         import json

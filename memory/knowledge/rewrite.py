@@ -26,7 +26,7 @@ from memory.knowledge.glossary import translate_en, translate_zh
 
 Complete = Callable[[str], str]
 _CJK = re.compile(r"[\u3400-\u9fff]")
-_SPLIT_EN = re.compile(r"\s*(?:;|\?\s+|,?\s+and\s+(?=(?:what|how|why|which|who|when|where|is|are|does|do|can)\b))\s*", re.I)
+_SPLIT_EN = re.compile(r"\s*(?:;|\?\s+|,?\s+and\s+(?=(?:what|how|why|which|who|when|where|is|are|does|do|can)\b))\s*", re.IGNORECASE)
 _SPLIT_ZH = re.compile(r"\s*(?:；|？(?=.)|，?以及|，?另外|，?还有|，并且|，?同时)\s*")
 
 
