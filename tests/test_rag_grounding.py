@@ -147,6 +147,10 @@ def test_evidence_rejects_questions_the_documents_do_not_cover(tmp_path):
     for question in ("What do my notes say about knowledge distillation?", "LoRA 是怎么分解矩阵的？", "What are the steps of RLHF?"):
         assert kb.evidence(question, kb.retrieve(question, k=3)).found, question
     assert names("What is GGUF in llama.cpp?") == ["GGUF", "llama.cpp"]
+    # Phrasing is not a missing topic: "spin" meets "spins", and "fast" is just a word.
+    (tmp_path / "lab.md").write_text("# Lab\nThe centrifuge in room 4 spins at 5000 rpm.\n", encoding="utf-8")
+    kb.ingest([tmp_path / "lab.md"])
+    assert kb.evidence("How fast does the centrifuge spin?", kb.retrieve("How fast does the centrifuge spin?", k=3)).found
 
 
 def test_retrieve_tool_says_when_no_passage_answers(tmp_path):

@@ -79,22 +79,39 @@ def assess(query: str, passages: list[Any], index: Any, request: str = "") -> Ev
     n = max(1, len(index))
     rarest = math.log(1.0 + (n + 0.5) / 0.5)
     weights: dict[str, float] = {}
+    unknown_words: list[str] = []
     for text in texts:
         for tok in index.tokens(text):
-            idf = index.idf(tok) if tok in index.vocab else rarest
-            weights[tok] = max(weights.get(tok, 0.0), idf or rarest)
-    known = [t for t in weights if t in index.vocab and index.idf(t) > 0]
-    if not known:
+            if tok in index.vocab and index.idf(tok) > 0:
+                weights[_stem(tok)] = max(weights.get(_stem(tok), 0.0), index.idf(tok))
+            elif _CJK_TOKEN.match(tok):
+                weights[tok] = rarest  # a Chinese term no chunk has: the documents lack the topic
+            else:
+                unknown_words.append(_stem(tok))  # an English word of the question's phrasing, maybe
+    if not weights:
         return Evidence(False, 0.0, reason="no term of the question occurs in the documents")
+    # A word no chunk has counts as the rarest term, but matched by its stem, so that phrasing
+    # ("spin" against "spins") is not taken for a missing topic.
+    for word in unknown_words:
+        weights.setdefault(word, rarest)
     total = sum(weights.values()) or 1.0
     best = 0.0
     for passage in passages:
         text, heading = _parts(passage)
-        tokens = set(index.tokens(f"{heading}\n{text}"))
+        tokens = {_stem(t) for t in index.tokens(f"{heading}\n{text}")}
         best = max(best, sum(w for t, w in weights.items() if t in tokens) / total)
     if best < MIN_COVERAGE:
         return Evidence(False, best, reason=f"the best passage covers {best:.0%} of the question's terms")
     return Evidence(True, best)
+
+
+_CJK_TOKEN = re.compile(r"[\u3400-\u9fff]")
+_SUFFIX = re.compile(r"(?<=[a-z]{3})(?:ing|ed|es|s)$")
+
+
+def _stem(token: str) -> str:
+    """A crude English stem, so that "spin" meets "spins" and "steps" meets "step"."""
+    return token if _CJK_TOKEN.match(token) else _SUFFIX.sub("", token)
 
 
 def _parts(passage: Any) -> tuple[str, str]:
