@@ -56,6 +56,8 @@ class FinalEvent(BaseModel):
     steps: list[dict[str, Any]]
     artifacts: list[dict[str, Any]]
     error: str | None = None
+    #: The passages the answer cites: {"n", "source", "heading", "chunk_id"} (agent/grounding.py).
+    citations: list[dict[str, Any]] = []
 
 
 Event = PlanEvent | ToolCallEvent | ToolResultEvent | ReflectionEvent | TokenEvent | FinalEvent

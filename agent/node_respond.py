@@ -11,7 +11,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, ToolMessage
 from langgraph.runtime import Runtime
 
-from agent import prompts, safety, weak_model
+from agent import grounding, prompts, safety, weak_model
 from agent.events import FinalEvent, emit, token_emitter
 from agent.llm.base import ChatRequest, LLMError
 from agent.model_calls import ask, prompt_messages
@@ -48,6 +48,10 @@ async def respond(state: AgentState, runtime: Ctx) -> dict[str, Any]:
             answer = prompts.MODEL_FAILED.format(error=error)
     if not ctx.backend.chooses_tools and not error and not weak_model.uses_weak_model(ctx):
         answer = grounded(answer, state.get("step_log", []))
+    citations: list[dict[str, Any]] = []
+    if not error and not stop and not refusal:
+        checked = await grounding.grounded_answer(ctx, state, answer)
+        answer, citations = checked.answer, [c.model_dump() for c in checked.citations]
     if not answer.strip() and not error and not stop:
         # An empty reply is a model failure, not an answer: say so (and let the CLI exit 1).
         error = prompts.NO_USABLE_ANSWER
@@ -69,7 +73,7 @@ async def respond(state: AgentState, runtime: Ctx) -> dict[str, Any]:
     emit(
         FinalEvent(
             answer=answer, plan=state.get("plan", []), steps=state.get("step_log", []),
-            artifacts=state.get("artifacts", []), error=error,
+            artifacts=state.get("artifacts", []), error=error, citations=citations,
         )
     )
     return update

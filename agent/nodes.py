@@ -117,7 +117,7 @@ async def observe(state: AgentState, runtime: Ctx) -> dict[str, Any]:
     message = state["messages"][-1]
     bad = state.get("bad_arguments") or {}
     calls = message.tool_calls if isinstance(message, AIMessage) else []
-    outcomes = await asyncio.gather(*(run_tool(ctx, call, bad.get(call["id"])) for call in calls))
+    outcomes = await asyncio.gather(*(run_tool(ctx, call, bad.get(call["id"]), state.get("request", "")) for call in calls))
 
     log = list(state.get("step_log", []))
     artifacts = list(state.get("artifacts", []))
@@ -149,7 +149,7 @@ async def observe(state: AgentState, runtime: Ctx) -> dict[str, Any]:
     }
 
 
-async def run_tool(ctx: AgentContext, call: dict[str, Any], bad_arguments: str | None):
+async def run_tool(ctx: AgentContext, call: dict[str, Any], bad_arguments: str | None, request: str = ""):
     from tools.registry import ToolResult
 
     emit(ToolCallEvent(id=call["id"], name=call["name"], arguments=call["args"]))
@@ -160,7 +160,7 @@ async def run_tool(ctx: AgentContext, call: dict[str, Any], bad_arguments: str |
             result = ToolResult(ok=False, error=bad_arguments_error(call["name"], bad_arguments))
         else:
             result = await ctx.registry.ainvoke(
-                call["name"], call["args"], ctx.settings.limits.tool_timeout_s, ctx.tool_context()
+                call["name"], call["args"], ctx.settings.limits.tool_timeout_s, ctx.tool_context(request)
             )
         tracing.tool_call_attributes(current, ctx, call["args"], result.ok, result.error)
     seconds = time.perf_counter() - start

@@ -63,6 +63,7 @@ class RunResult(BaseModel):
     artifacts: list[dict[str, Any]]
     error: str | None = None
     usage: dict[str, int] | None = None  # the turn's model tokens (prompt, completion, total)
+    citations: list[dict[str, Any]] = []  # the passages the answer cites (agent/grounding.py)
 
 
 class Agent:
@@ -82,9 +83,8 @@ class Agent:
         # cannot be listed; without memory there is no recall, no notes and no memory tools.
         self.threads = threads
         self.memory = memory
-        # External MCP servers (their tools join `registry` when first needed), the app's tracer
-        # and the moderation of requests and answers (agent/safety.py); `open_agent` gives a
-        # guard, an Agent built by hand without one (tests of other parts) moderates nothing.
+        # MCP servers (their tools join `registry` when first needed), the tracer and the guard
+        # (agent/safety.py; an Agent built by hand without one, in tests, moderates nothing).
         self.mcp, self.tracer, self.safety = mcp, tracer, safety
         # Threads with a run going on in this process: their checkpoint has steps left too, but
         # they are not interrupted, and resuming them would run the graph twice on one thread.
@@ -118,9 +118,7 @@ class Agent:
         return await self.mcp.attach(self.registry) if self.mcp else {}
 
     def _trace(self, thread_id: str, user_id: str, request: str, kind: str = "turn"):
-        if self.tracer is None:
-            return nullcontext(None)
-        return self.tracer.run(thread_id=thread_id, user_id=user_id, request=request, kind=kind)
+        return nullcontext(None) if self.tracer is None else self.tracer.run(thread_id=thread_id, user_id=user_id, request=request, kind=kind)
 
     def _config(self, thread_id: str) -> dict[str, Any]:
         from agent.graph import recursion_limit
@@ -393,7 +391,8 @@ async def _collect(events: AsyncIterator[dict[str, Any]], thread_id: str, on_eve
             final = event
     if final is None:  # respond always emits; this guards against a graph change breaking that
         raise RuntimeError("the run ended without a final answer")
-    return RunResult(thread_id=thread_id, usage=final.get("usage"), **{k: final[k] for k in ("answer", "plan", "steps", "artifacts", "error")})
+    keys = ("answer", "plan", "steps", "artifacts", "error")
+    return RunResult(thread_id=thread_id, usage=final.get("usage"), citations=final.get("citations") or [], **{k: final[k] for k in keys})
 
 
 def new_thread_id() -> str:

@@ -109,12 +109,12 @@ class AgentContext:
     usage: Any = None  # agent.tracing.RunUsage: this run's tokens, summed over its model calls
     safety: "SafetyGuard | None" = None  # moderation of requests and answers (None: off)
 
-    def tool_context(self):
+    def tool_context(self, request: str = ""):
         from tools.registry import ToolContext
 
         return ToolContext(
             user_id=self.user_id, thread_id=self.thread_id or self.session, settings=self.settings,
-            needs_approval=self.needs_approval, approve=self.approve,
+            needs_approval=self.needs_approval, approve=self.approve, request=request,
         )
 
     @property

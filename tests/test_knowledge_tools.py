@@ -200,7 +200,8 @@ def test_a_users_own_documents_are_found_by_that_user_only(tmp_path):
     tool = retrieve_tool(base)
 
     def sources(user: str) -> set[str]:
-        result = asyncio.run(tool.ainvoke({"query": "LoRA rank experiment", "k": 5}, context=ToolContext(user_id=user)))
+        # A query both files answer: "LoRA rank experiment" is (rightly) not found in Bob's documents.
+        result = asyncio.run(tool.ainvoke({"query": "LoRA", "k": 5}, context=ToolContext(user_id=user)))
         return {hit["source"] for hit in result.result} if isinstance(result.result, list) else set()
 
     assert sources("web-alice") == {str(shared), str(private)}

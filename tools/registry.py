@@ -34,6 +34,9 @@ class ToolContext:
     #: Tools that must be approved by the person before they run, and who asks them.
     needs_approval: frozenset[str] = frozenset()
     approve: Callable[[str, dict[str, Any]], Awaitable[bool]] | None = None
+    #: The user's request of this turn: retrieve checks it too, since a small model's query can
+    #: drop the very name the question is about (negative rejection, memory/knowledge/evidence.py).
+    request: str = ""
 
 
 class ToolArgs(BaseModel):

@@ -37,6 +37,9 @@ EXAMPLES = [
     "根据我的笔记，Prompt Tuning 和 Prefix Tuning 有什么区别？",
     "我的笔记里 MoE 模型的路由是怎么工作的？",
 ]
+#: The reply when the passages found do not hold what the query asks (memory/knowledge/evidence.py);
+#: agent/grounding.py then answers that the documents do not contain it.
+NO_ANSWER_MARK = "No passage in the documents answers this"
 _MARKER = re.compile(r"<{2,}\s*/?\s*(?:quoted|end)[^>]*>{2,}|\[\s*(?:BEGIN|END)\s+QUOTED[^\]]*\]", re.IGNORECASE)
 
 
@@ -99,6 +102,10 @@ def retrieve_tool(kb: KnowledgeBase) -> Tool:
         if not hits:
             where = f"collection {collection!r}" if collection else "the knowledge base"
             return f"No passages found in {where}. (Documents are added with `mmagent ingest PATH`.)"
+        if kb.config.negative_rejection:
+            evidence = kb.evidence(query, hits, context.request)
+            if not evidence.found:
+                return f"{NO_ANSWER_MARK} ({evidence.reason}). Tell the user that you did not find it in the documents."
         return wrap_hits(hits)
 
     # The first call may load the embedding model and build the keyword index.

@@ -55,7 +55,8 @@ def turn_input(services: Services, conversations: Conversations, user_id: str, m
 
 def _extra(thread_id: str, final: dict[str, Any]) -> dict[str, Any]:
     # Extra top-level fields are ignored by OpenAI clients; ours can read the agent's work.
-    return {"mmagent": {"thread_id": thread_id, **{k: final.get(k) for k in ("plan", "steps", "artifacts")}}}
+    return {"mmagent": {"thread_id": thread_id, **{k: final.get(k) for k in ("plan", "steps", "artifacts")},
+                        "citations": final.get("citations") or []}}
 
 
 async def complete(

@@ -43,8 +43,10 @@ from apps.eval.suites import read_suite, suite_paths
               help="The notes the corpus suite asks about.")
 @click.option("--work-dir", type=click.Path(path_type=Path), metavar="DIR",
               help="The eval's own knowledge base and test pictures (default: <data_dir>/cache/eval).")
+@click.option("--judge", metavar="SPEC", default=None,
+              help="A model that grades RAG answers 1-5 against their reference (hf:..., openai:...); without one, rule checks only.")
 def eval_command(suites: tuple[str, ...], llms: tuple[str, ...], output: Path | None, concurrency: int, trials: int,
-                 limit: int | None, corpus: Path, work_dir: Path | None) -> None:
+                 limit: int | None, corpus: Path, work_dir: Path | None, judge: str | None) -> None:
     """Run SUITE (arithmetic, corpus, images, all, or a suite file) on each model and print a score table."""
     from agent.config import load_settings
 
@@ -63,7 +65,8 @@ def eval_command(suites: tuple[str, ...], llms: tuple[str, ...], output: Path | 
     work = Workspace(settings, work_dir or settings.data_cache_dir / "eval", corpus.expanduser().resolve())
     try:
         with _env_default("HF_HUB_OFFLINE", "1"):
-            rows = asyncio.run(_evaluate(work, read, models, output, limit=limit, concurrency=concurrency, trials=trials))
+            rows = asyncio.run(_evaluate(work, read, models, output, limit=limit, concurrency=concurrency, trials=trials,
+                                         judge=check_model(judge) if judge else None))
     finally:
         work.close()
     click.echo(text_table(rows))
@@ -92,7 +95,7 @@ def _env_default(name: str, value: str) -> Iterator[None]:
 
 
 async def _evaluate(work: Workspace, suites, models: list[tuple[str, str]], output: Path, *, limit: int | None,
-                    concurrency: int, trials: int) -> list[Row]:
+                    concurrency: int, trials: int, judge: str | None = None) -> list[Row]:
     rows: list[Row] = []
 
     def note(line: str) -> None:
@@ -107,11 +110,12 @@ async def _evaluate(work: Workspace, suites, models: list[tuple[str, str]], outp
             rows.append(Row(suite=suite.name, model="-", skipped=prepared.skipped))
             continue
         for label, spec in models:
-            rows.append(await _run(work, prepared, label, spec, output, concurrency=concurrency, trials=trials))
+            rows.append(await _run(work, prepared, label, spec, output, concurrency=concurrency, trials=trials, judge=judge))
     return rows
 
 
-async def _run(work: Workspace, prepared: Prepared, label: str, spec: str, output: Path, *, concurrency: int, trials: int) -> Row:
+async def _run(work: Workspace, prepared: Prepared, label: str, spec: str, output: Path, *, concurrency: int, trials: int,
+               judge: str | None = None) -> Row:
     from tqdm import tqdm
 
     from apps.tasks import result_writer, run_local
@@ -127,14 +131,26 @@ async def _run(work: Workspace, prepared: Prepared, label: str, spec: str, outpu
         on_result = result_writer(sink, bar, records)
         try:
             await run_local(work.settings, spec, prepared.tasks, concurrency=concurrency, trials=trials, on_result=on_result,
-                            registry=work.registry(), thread_id=lambda task: session_id(suite, task))
+                            registry=work.registry(noisy="noise" in prepared.suite.needs), thread_id=lambda task: session_id(suite, task))
         except Exception as exc:  # noqa: BLE001 - a model that cannot start fails its row, not the eval
             from apps.cli import describe_error
 
             why = one_line(describe_error(exc), 300)
             bar.write(f"error: {suite} on {label}: {why}", file=sys.stderr)
             return Row(suite=suite, model=label, failed=why, results=str(results))
+    if judge and "rag" in prepared.suite.needs:
+        await asyncio.to_thread(_judge, work, judge, records, results)
     return score(suite, label, records, results)
+
+
+def _judge(work: Workspace, spec: str, records: list[dict[str, Any]], results: Path) -> None:
+    """Grades go into the records (and their file), so a results file can be re-scored alone."""
+    from agent.llm.completion import completion
+    from agent.llm.factory import make_backend
+    from apps.eval.rag_metrics import judge_records
+
+    judge_records(records, completion(make_backend(spec, work.settings), max_tokens=4))
+    results.write_text("".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records), encoding="utf-8")
 
 
 def _slug(label: str) -> str:

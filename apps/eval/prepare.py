@@ -21,6 +21,8 @@ from apps.tasks import Task, _image_path
 
 #: ../shared/corpus next to the repository: real notes, read in place and never copied.
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+#: Distractor notes for the noise-robustness suite: related topics, no answers (written for the eval).
+NOISE = Path(__file__).with_name("noise")
 
 
 @dataclass
@@ -43,6 +45,8 @@ class Workspace:
         self.settings = settings.model_copy(update={"models": models, "knowledge": knowledge})
         self._kb: Any = None
         self._registry: Any = None
+        self._noisy: Any = None
+        self._noisy_registry: Any = None
         self._ingested = False
         self._drawn = False
 
@@ -57,17 +61,34 @@ class Workspace:
             self._kb = KnowledgeBase(self.settings.model_copy(update={"data_dir": self.root / "knowledge"}))
         return self._kb
 
-    def registry(self):
-        """The default tools, with the workspace's knowledge base behind retrieve and search."""
-        if self._registry is None:
-            from agent.runner import default_tools
+    def registry(self, noisy: bool = False):
+        """The default tools, with the workspace's knowledge base behind retrieve and search
+        (`noisy`: the one that also holds the distractor notes)."""
+        from agent.runner import default_tools
 
+        if noisy:
+            if self._noisy_registry is None:
+                self._noisy_registry = default_tools(self.settings, knowledge=self.noisy_knowledge_base)
+            return self._noisy_registry
+        if self._registry is None:
             self._registry = default_tools(self.settings, knowledge=self.knowledge_base)
         return self._registry
 
+    @property
+    def noisy_knowledge_base(self):
+        """The corpus plus the distractor notes, in a data folder of its own (the plain corpus
+        suites never see the noise)."""
+        if self._noisy is None:
+            from memory.knowledge import KnowledgeBase
+
+            self._noisy = KnowledgeBase(self.settings.model_copy(update={"data_dir": self.root / "knowledge-noisy"}))
+            self._noisy.ingest([self.corpus, NOISE])
+        return self._noisy
+
     def close(self) -> None:
-        if self._kb is not None:
-            self._kb.close()
+        for kb in (self._kb, self._noisy):
+            if kb is not None:
+                kb.close()
 
     # ------------------------------------------------------------ set-up
 
@@ -95,6 +116,8 @@ class Workspace:
                 line = self.ingest_corpus()
                 if on_note:
                     on_note(line)
+        if "noise" in suite.needs and "corpus" in suite.needs:
+            self.noisy_knowledge_base  # noqa: B018 - ingest before the clock of the first task starts
         if "images" in suite.needs and not self._drawn:
             draw_pictures(self.pictures)
             self._drawn = True
@@ -105,7 +128,7 @@ class Workspace:
             except UserError as exc:
                 out.problems.append(f"{suite.path}: task {task.id}: {exc}")
                 continue
-            ready = task.as_task(suite.name)
+            ready = task.as_task(suite.name, rag="rag" in suite.needs)
             ready.images = images
             out.tasks.append(ready)
             if task.script:

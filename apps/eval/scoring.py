@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from apps.eval.rag_metrics import RagScores, rag_scores
 from apps.tasks import percentile
 
 RETRIEVAL_TOOLS = ("retrieve", "search")
@@ -37,6 +38,7 @@ class Row(BaseModel):
     hit_at_1: int = 0
     hit_at_k: int = 0
     k: int | None = None  # the largest number of passages a retrieval returned
+    rag: RagScores | None = None  # RAG generation metrics (suites that need "rag")
     results: str | None = None  # the JSONL file of the records
     skipped: str | None = None  # the suite could not run here (e.g. no corpus)
     failed: str | None = None  # the model could not be started
@@ -66,6 +68,7 @@ def score(suite: str, model: str, records: list[dict[str, Any]], results: Path |
             row.hit_at_k += any(r is not None for r in ranks)
             sizes = [len(p) for p in retrieved(steps)]
             row.k = max([row.k or 0, *sizes]) or None
+    row.rag = rag_scores(records)
     if records:
         row.mean_steps = round(sum(r.get("n_steps", 0) for r in records) / len(records), 2)
     latencies = [r["seconds"] for r in records if isinstance(r.get("seconds"), (int, float))]
@@ -97,7 +100,7 @@ def retrieval_rank(passages: list[dict[str, Any]], sources: list[str]) -> int | 
 
 # ---------------------------------------------------------------- the table
 
-COLUMNS = ("suite", "model", "passed", "pass %", "tool use", "errors", "tool errors", "mean steps", "p50 s", "p95 s", "retrieval")
+COLUMNS = ("suite", "model", "passed", "pass %", "tool use", "errors", "tool errors", "mean steps", "p50 s", "p95 s", "retrieval", "rag")
 
 
 def cells(row: Row) -> list[str]:
@@ -120,6 +123,7 @@ def cells(row: Row) -> list[str]:
         f"{row.p50_s:.2f}" if row.p50_s is not None else "-",
         f"{row.p95_s:.2f}" if row.p95_s is not None else "-",
         retrieval,
+        row.rag.cell() if row.rag else "",
     ]
 
 

@@ -10,7 +10,10 @@ and every other line is one task in the format of `mmagent run` (docs/tasks.md) 
             (scored as retrieval hit@k, independently of the model's wording)
     script  the oracle's replies for `--llm scripted`, as scripted-model lines (docs/backends.md);
             "{image}" and "{image:N}" in them stand for the path of the task's first / N-th image
-`needs`: "corpus" ingests the shared corpus into the eval's own knowledge base; "images" draws
+    answerable, reference  RAG suites: false when the documents lack the answer; a reference answer
+`needs`: "corpus" ingests the shared corpus into the eval's own knowledge base; "rag" scores the
+RAG metrics (apps/eval/rag_metrics.py); "noise" adds distractor notes (apps/eval/noise/) to a
+knowledge base of its own (RGB-style noise robustness); "images" draws
 the test pictures, and task images then name pictures (apps/eval/pictures.py) instead of files
 next to the suite. Malformed lines are reported and skipped, as in `mmagent run`.
 """
@@ -36,13 +39,15 @@ class SuiteHeader(BaseModel):
 
     suite: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
-    needs: list[Literal["corpus", "images"]] = Field(default_factory=list)
+    needs: list[Literal["corpus", "images", "rag", "noise"]] = Field(default_factory=list)
 
 
 class SuiteTask(Task):
     tool: str | None = Field(None, min_length=1, max_length=100, description="The tool a good run calls.")
     source: list[str] = Field(default_factory=list, description="Corpus file names (or prefixes) that hold the answer.")
     script: list[dict[str, Any]] | None = Field(None, min_length=1, description="The oracle's scripted replies.")
+    answerable: bool = Field(True, description="False: the documents do not hold the answer (scored as negative rejection).")
+    reference: str | None = Field(None, max_length=4000, description="A reference answer (context recall, the judge's grade).")
 
     @field_validator("source", mode="before")
     @classmethod
@@ -63,7 +68,7 @@ class SuiteTask(Task):
                 raise ValueError(f"script line {number}: the eval sets the session itself")
         return script
 
-    def as_task(self, suite: str) -> Task:
+    def as_task(self, suite: str, rag: bool = False) -> Task:
         """The plain task `mmagent run` runs; what scoring needs travels in its metadata, so a
         results file can be scored on its own."""
         expect: dict[str, Any] = {"suite": suite}
@@ -71,6 +76,10 @@ class SuiteTask(Task):
             expect["tool"] = self.tool
         if self.source:
             expect["sources"] = list(self.source)
+        if rag:
+            expect.update(rag=True, answerable=self.answerable)
+            if self.reference:
+                expect["reference"] = self.reference
         plain = self.model_dump(include=set(Task.model_fields))
         return Task.model_validate({**plain, "metadata": {**self.metadata, "eval": expect}})
 

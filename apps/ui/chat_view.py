@@ -117,6 +117,11 @@ class TurnView:
         answer = event.get("answer") or ""
         if event.get("error") and event["error"] not in answer:
             answer = (answer + "\n\n" if answer else "") + f"⚠️ {event['error']}"
+        # Cited passages (agent/grounding.py) whose source the answer text does not show yet.
+        cited = [c for c in event.get("citations") or [] if c.get("source") and c["source"] not in answer]
+        if cited:
+            answer += "\n\n**Sources**\n" + "\n".join(
+                f"[{c['n']}] {c['source']}" + (f" > {c['heading']}" if c.get("heading") else "") for c in cited)
         self._answer_text(answer or "(no answer)")
         for artifact in event.get("artifacts", []):
             self._add_artifact(artifact)

@@ -12,11 +12,16 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from memory.knowledge.chunking import chunk_sections, embedding_text
+from memory.knowledge.evidence import Evidence, assess
 from memory.knowledge.ingest import DEFAULT_COLLECTION, FileResult, IngestReport, chunk_id, content_hash, discover
 from memory.knowledge.keyword import KeywordIndex
 from memory.knowledge.loaders import LoadError, load
-from memory.knowledge.retrieval import Hit, Reranker, chroma_where, rrf, where_filter
+from memory.knowledge.rerank import LexicalReranker, make_reranker, reorder
+from memory.knowledge.retrieval import Hit, chroma_where, rrf, where_filter
+from memory.knowledge.rewrite import Complete, Query, RewriteOptions, rewrite
 from memory.knowledge.settings import KnowledgeHost
 from memory.knowledge.store import ChromaStore
 
@@ -35,7 +40,8 @@ class KnowledgeBase:
         self.store = ChromaStore(self.config, settings.data_dir, self.config.embedding if embedder is None else embedder.name)
         self._keyword: KeywordIndex | None = None
         self._keyword_lock = threading.Lock()
-        self._reranker = Reranker(self.config.reranker, _device(settings)) if self.config.reranker else None
+        self._reranker = make_reranker(self.config.reranker, _device(settings))
+        self.rewrites = rewrite_options(self.config)
 
     # ------------------------------------------------------------ parts, built on first use
 
@@ -157,15 +163,29 @@ class KnowledgeBase:
 
     # ------------------------------------------------------------ retrieval
 
+    @property
+    def keyword_path(self) -> Path:
+        """Where the BM25 index is saved: next to the embedded store, or under the data folder
+        for a server store (per host, port and tokenizer)."""
+        where = f"{self.config.chroma_host}-{self.config.chroma_port}-" if self.config.chroma_host else ""
+        return self.settings.data_dir / "keyword" / f"{where}{self.store.name}-{self.config.keyword_tokenizer}"
+
     def keyword_index(self) -> KeywordIndex:
-        """The BM25 index, brought up to date when the store changed since (in any process)."""
+        """The BM25 index, brought up to date when the store changed since (in any process).
+        A saved copy is read on first use; only chunks it lacks are tokenized."""
         generation = self.store.generation()
         with self._keyword_lock:
             if self._keyword is None:
-                self._keyword = KeywordIndex(self.config.keyword_tokenizer)
+                self._keyword = KeywordIndex.load(self.keyword_path, self.config.keyword_tokenizer) or KeywordIndex(self.config.keyword_tokenizer)
             if self._keyword.generation != generation:
                 ids = [i for page in self._scan(include=()) for i in page["ids"]]
                 self._keyword.update(ids, self._keyword_rows, generation)
+                try:
+                    self._keyword.save(self.keyword_path)
+                except OSError as exc:  # a read-only data folder costs the saved copy, not the search
+                    import logging
+
+                    logging.getLogger(__name__).warning("cannot save the keyword index to %s: %s", self.keyword_path, exc)
             return self._keyword
 
     def _keyword_rows(self, ids: list[str]):
@@ -177,37 +197,79 @@ class KnowledgeBase:
                 yield i, text, {"source": meta.get("source"), "collection": meta.get("collection"), "owner": meta.get("owner", "")}
 
     def retrieve(self, query: str, k: int = 5, collection: str | None = None, source: str | None = None,
-                 mode: Mode = "hybrid", rerank: bool = True, owners: list[str] | None = None) -> list[Hit]:
+                 mode: Mode = "hybrid", rerank: bool = True, owners: list[str] | None = None,
+                 rewrites: RewriteOptions | None = None, complete: Complete | None = None) -> list[Hit]:
         """The top `k` chunks for `query`; `collection`/`source` filter by metadata, `owners`
-        by who may see them (None: everything; the tools pass ["", <their user>])."""
-        if not query.strip():
+        by who may see them (None: everything; the tools pass ["", <their user>]).
+
+        Hybrid: the query and its rewrites (`rewrites`, default from the settings; `complete`
+        lets a capable model write the model-made ones) each give a dense and/or a BM25
+        ranking, fused by weighted RRF; the reranker then orders the wide fused set."""
+        return self.retrieve_queries(rewrite(query, rewrites or self.rewrites, complete) if mode == "hybrid" else [Query(query, "original")],
+                                     k, collection, source, mode, rerank, owners)
+
+    def retrieve_queries(self, queries: list[Query], k: int = 5, collection: str | None = None, source: str | None = None,
+                         mode: Mode = "hybrid", rerank: bool = True, owners: list[str] | None = None) -> list[Hit]:
+        """Retrieval for ready-made queries (the first is the user's), e.g. rewrites made elsewhere."""
+        queries = [q for q in queries if q.text.strip()]
+        if not queries:
             return []
         where = where_filter(collection, source, owners)
         n = max(self.config.candidates, k)
         found: dict[str, tuple[str, dict[str, Any]]] = {}
         rankings: list[list[str]] = []
+        weights: list[float] = []
+        query_vector = None
         if mode in ("hybrid", "dense"):
-            vector = self.embedder.encode([query], query=True)[0]
-            dense = self.store.query(vector.tolist(), n, chroma_where(where))
-            rankings.append([i for i, *_ in dense])
-            found.update({i: (doc, meta) for i, doc, meta, _ in dense})
-            if mode == "dense":
-                return [_hit(i, *found[i], score) for i, _, _, score in dense[:k]]
-        if mode in ("hybrid", "keyword"):
-            keyword = self.keyword_index().search(query, n, where)
-            rankings.append([i for i, _ in keyword])
-            if mode == "keyword":
-                rankings = rankings[-1:]
-        fused = rrf(rankings, self.config.rrf_k)
-        keep = fused[: n if (self._reranker and rerank) else k]
+            dense_queries = [q for q in queries if q.dense]
+            vectors = self.embedder.encode([q.text for q in dense_queries], query=True)
+            query_vector = vectors[0]
+            for q, vector in zip(dense_queries, vectors):
+                dense = self.store.query(vector.tolist(), n, chroma_where(where))
+                rankings.append([i for i, *_ in dense])
+                weights.append(q.weight)
+                found.update({i: (doc, meta) for i, doc, meta, _ in dense})
+                if mode == "dense":
+                    return [_hit(i, *found[i], score) for i, _, _, score in dense[:k]]
+        index = self.keyword_index() if mode in ("hybrid", "keyword") or (self._reranker == "lexical" and rerank) else None
+        if index is not None and mode in ("hybrid", "keyword"):
+            keyword_queries = [q for q in queries if q.keyword][: 1 if mode == "keyword" else None]
+            for q, found_ids in zip(keyword_queries, index.search_many([q.text for q in keyword_queries], n, where)):
+                rankings.append([i for i, _ in found_ids])
+                weights.append(q.weight)
+        fused = rrf(rankings, self.config.rrf_k, weights)
+        reranking = bool(self._reranker and rerank)
+        keep = fused[: max(k, self.config.rerank_candidates) if reranking else k]
         missing = [i for i, _ in keep if i not in found]
         if missing:
             rows = self.store.get(ids=missing, include=("documents", "metadatas"))
             found.update({i: (d or "", m or {}) for i, d, m in zip(rows["ids"], rows["documents"], rows["metadatas"])})
         hits = [_hit(i, *found[i], score) for i, score in keep if i in found]
-        if self._reranker and rerank:
-            hits = self._reranker.rerank(query, hits)
+        if reranking and hits:
+            hits = self._rerank(queries, hits, query_vector, index)
         return hits[:k]
+
+    def evidence(self, query: str, hits: list[Hit], request: str = "") -> Evidence:
+        """Whether `hits` hold what `query` (and the user's `request`) asks about (negative
+        rejection, evidence.py)."""
+        return assess(query, hits, self.keyword_index(), request)
+
+    def _rerank(self, queries: list[Query], hits: list[Hit], query_vector: Any, index: KeywordIndex | None) -> list[Hit]:
+        if self._reranker != "lexical":
+            return self._reranker.rerank(queries[0].text, hits)
+        index = index or self.keyword_index()
+        vectors: dict[str, Any] = {}
+        if query_vector is not None:
+            rows = self.store.get(ids=[h.chunk_id for h in hits], include=("embeddings",))
+            vectors = {i: np.asarray(v, dtype=np.float32) for i, v in zip(rows["ids"], rows["embeddings"])}
+        texts = [q.text for q in queries if q.keyword and q.kind in ("original", "translation")]
+        return reorder(hits, LexicalReranker(index).scores(texts, hits, query_vector, vectors))
+
+
+def rewrite_options(config: Any) -> RewriteOptions:
+    r = config.rewrite
+    return RewriteOptions(translate=r.translate, sub_questions=r.sub_questions, multi_query=r.multi_query, hyde=r.hyde,
+                          step_back=r.step_back, original_weight=r.original_weight)
 
 
 def _hit(chunk_id: str, text: str, meta: dict[str, Any], score: float) -> Hit:

@@ -3,19 +3,25 @@
 Chinese runs become overlapping character bigrams (and single characters for one-character
 runs); Latin words and numbers become lowercase tokens without English stopwords. Bigrams need
 no dictionary and match as well as jieba words on our notes while tokenizing far faster (see
-docs/knowledge.md); `jieba` is one config line away. The index lives in memory and is rebuilt
-from the store when the store's generation changes.
+docs/knowledge.md); `jieba` is one config line away. Traditional characters are folded to
+simplified on both sides. The index is saved next to the store (`save`/`load`), so a restarted
+app reads it instead of re-tokenizing every chunk; it is brought up to date from the store when
+the store's generation changes.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable, Iterable, Sequence
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+log = logging.getLogger(__name__)
 _CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _TOKEN = re.compile(rf"[{_CJK}]+|[a-zA-Z0-9][a-zA-Z0-9_\-.]*[a-zA-Z0-9]|[a-zA-Z0-9]")
 _CJK_RUN = re.compile(rf"[{_CJK}]+")
@@ -32,9 +38,21 @@ def _stopwords() -> frozenset[str]:
     return frozenset(STOPWORDS_EN) | {"what", "which", "how", "why", "who", "whom", "when", "where", "does", "do", "did"}
 
 
+@lru_cache(maxsize=1)
+def _simplified() -> dict[int, str]:
+    from hanziconv import charmap
+
+    return str.maketrans(charmap.traditional_charmap, charmap.simplified_charmap)
+
+
+def fold(text: str) -> str:
+    """Traditional characters as simplified: notes mix both scripts, and "幻覺" must match "幻觉"."""
+    return text.translate(_simplified())
+
+
 def bigram_tokens(text: str, stop: frozenset[str] = frozenset()) -> list[str]:
     out: list[str] = []
-    for tok in _TOKEN.findall(text):
+    for tok in _TOKEN.findall(fold(text)):
         if _CJK_RUN.fullmatch(tok):
             for run in _CJK_STOP.split(tok):
                 out.extend([run] if len(run) == 1 else [run[i : i + 2] for i in range(len(run) - 1)])
@@ -49,7 +67,7 @@ def jieba_tokens(text: str, stop: frozenset[str] = frozenset()) -> list[str]:
     import jieba
 
     out = []
-    for tok in jieba.lcut(text):
+    for tok in jieba.lcut(fold(text)):
         tok = tok.strip().lower()
         if tok and _TOKEN.match(tok) and tok not in stop and not _CJK_STOP.fullmatch(tok):
             out.append(tok)
@@ -82,6 +100,9 @@ class KeywordIndex:
         self.metadatas: list[dict[str, Any]] = []
         self.generation: str | None = None
         self._bm25: Any = None
+        self._df: np.ndarray = np.zeros(0, dtype=np.int32)
+        self._columns: dict[str, tuple[np.ndarray, dict[Any, int]]] = {}
+        self.mode = mode
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -103,7 +124,7 @@ class KeywordIndex:
             del self._rows[gone]
         new = [i for i in ids if i not in self._rows]
         for chunk_id, text, meta in fetch(new) if new else ():
-            self._rows[chunk_id] = (self._token_ids(text), meta)
+            self._rows[chunk_id] = (np.asarray(self._token_ids(text), dtype=np.int32), meta)
         self.ids = [i for i in ids if i in self._rows]
         self.metadatas = [self._rows[i][1] for i in self.ids]
         self._bm25 = None
@@ -112,26 +133,133 @@ class KeywordIndex:
             # A copy: bm25s adds its empty token to the dict it is given.
             bm25.index(Tokenized(ids=[self._rows[i][0] for i in self.ids], vocab=dict(self.vocab)), show_progress=False)
             self._bm25 = bm25
+        self._count_documents()
+        self._columns = {}
         self.generation = generation
+
+    def _count_documents(self) -> None:
+        """Document frequency per token id (the reranker's IDF)."""
+        rows = [np.unique(self._rows[i][0]) for i in self.ids]
+        flat = np.concatenate(rows).astype(np.int64) if rows else np.zeros(0, dtype=np.int64)
+        self._df = np.bincount(flat, minlength=len(self.vocab)).astype(np.int32)
+
+    def tokens(self, text: str) -> list[str]:
+        return self._tokenize(text)
+
+    def idf(self, token: str) -> float:
+        """BM25's IDF of a token; 0 for one no chunk has (it cannot tell chunks apart)."""
+        index = self.vocab.get(token)
+        df = int(self._df[index]) if index is not None and index < len(self._df) else 0
+        if df == 0:
+            return 0.0
+        n = len(self.ids)
+        return float(np.log(1.0 + (n - df + 0.5) / (df + 0.5)))
+
+    # ---------------------------------------------------------------- persistence
+
+    def save(self, folder: Path) -> None:
+        """Write the index to `folder` (replaced whole: a new folder renamed over the old, so a
+        crash mid-write leaves the previous copy, never half of one)."""
+        import json
+        import shutil
+
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = folder.with_name(folder.name + f".tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        lengths = np.asarray([len(self._rows[i][0]) for i in self.ids], dtype=np.int64)
+        flat = np.concatenate([self._rows[i][0] for i in self.ids]) if self.ids else np.zeros(0, dtype=np.int32)
+        np.save(tmp / "tokens.npy", flat)
+        np.save(tmp / "lengths.npy", lengths)
+        vocab = sorted(self.vocab, key=self.vocab.__getitem__)
+        meta = {"format": 1, "mode": self.mode, "generation": self.generation, "ids": self.ids, "metadatas": self.metadatas, "vocab": vocab}
+        (tmp / "rows.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+        if self._bm25 is not None:
+            self._bm25.save(str(tmp / "bm25"), show_progress=False)
+        old = folder.with_name(folder.name + f".old-{os.getpid()}")
+        if folder.exists():
+            folder.rename(old)
+        tmp.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
+
+    @classmethod
+    def load(cls, folder: Path, mode: str) -> KeywordIndex | None:
+        """The index saved in `folder`, or None when there is none (or it is unreadable, or of
+        another tokenizer): the caller then builds it from the store."""
+        import json
+
+        import bm25s
+
+        folder = Path(folder)
+        if not (folder / "rows.json").is_file():
+            return None
+        try:
+            meta = json.loads((folder / "rows.json").read_text(encoding="utf-8"))
+            if meta.get("format") != 1 or meta.get("mode") != mode:
+                return None
+            flat = np.load(folder / "tokens.npy")
+            lengths = np.load(folder / "lengths.npy")
+            index = cls(mode)
+            index.vocab = {t: i for i, t in enumerate(meta["vocab"])}
+            index.ids = list(meta["ids"])
+            index.metadatas = list(meta["metadatas"])
+            offsets = np.concatenate([[0], np.cumsum(lengths)])
+            index._rows = {i: (flat[offsets[n] : offsets[n + 1]], m) for n, (i, m) in enumerate(zip(index.ids, index.metadatas))}
+            if index.ids:
+                index._bm25 = bm25s.BM25.load(str(folder / "bm25"), show_progress=False)
+            index._count_documents()
+            index.generation = meta.get("generation")
+            return index
+        except (OSError, ValueError, KeyError, TypeError):
+            log.warning("keyword index at %s is unreadable; rebuilding it from the store", folder)
+            return None
+
+    def _column(self, field: str) -> tuple[np.ndarray, dict[Any, int]]:
+        """A metadata field as integer codes per row (built once per index state): a filter is
+        then one vectorised comparison, not a Python loop over 100k rows per query."""
+        cached = self._columns.get(field)
+        if cached is None:
+            codes: dict[Any, int] = {}
+            column = np.fromiter((codes.setdefault(m.get(field), len(codes)) for m in self.metadatas), dtype=np.int32, count=len(self.metadatas))
+            cached = self._columns[field] = (column, codes)
+        return cached
 
     def _mask(self, where: dict[str, Any] | None) -> np.ndarray | None:
         if not where:
             return None
-        keep = [all(m.get(k) in v if isinstance(v, list) else m.get(k) == v for k, v in where.items()) for m in self.metadatas]
-        return np.asarray(keep, dtype=np.float32)
+        keep = np.ones(len(self.metadatas), dtype=bool)
+        for field, value in where.items():
+            column, codes = self._column(field)
+            wanted = [codes[v] for v in (value if isinstance(value, list) else [value]) if v in codes]
+            keep &= np.isin(column, wanted)
+        return keep.astype(np.float32)
 
     def search(self, query: str, n: int, where: dict[str, Any] | None = None) -> list[tuple[str, float]]:
         """Top `n` (id, BM25 score) with a positive score; `where` is {field: value, ...}."""
-        tokens = [self.vocab[t] for t in self._tokenize(query) if t in self.vocab]
-        if self._bm25 is None or not tokens:
-            return []
+        return self.search_many([query], n, where)[0]
+
+    def search_many(self, queries: Sequence[str], n: int, where: dict[str, Any] | None = None) -> list[list[tuple[str, float]]]:
+        """`search` for several queries at once (one metadata mask, one bm25s call)."""
+        out: list[list[tuple[str, float]]] = [[] for _ in queries]
+        tokens = [[self.vocab[t] for t in self._tokenize(q) if t in self.vocab] for q in queries]
+        asked = [i for i, t in enumerate(tokens) if t]
+        if self._bm25 is None or not asked:
+            return out
         mask = self._mask(where)
         if mask is not None and not mask.any():
-            return []
+            return out
         n = min(n, len(self.ids))
         # Token ids, not a Tokenized: bm25s would invert the whole vocabulary on every query.
-        docs, scores = self._bm25.retrieve([tokens], k=n, show_progress=False, weight_mask=mask, n_threads=0)
-        return [(self.ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0]) if s > 0]
+        docs, scores = self._bm25.retrieve([tokens[i] for i in asked], k=n, show_progress=False, weight_mask=mask, n_threads=0)
+        for row, i in enumerate(asked):
+            out[i] = [(self.ids[int(d)], float(s)) for d, s in zip(docs[row], scores[row]) if s > 0]
+        return out
+
+    def token_ids(self, chunk_id: str) -> np.ndarray | None:
+        """The token ids of an indexed chunk (its heading path and text), or None."""
+        row = self._rows.get(chunk_id)
+        return None if row is None else row[0]
 
 
 def build_index(ids: Sequence[str], texts: Sequence[str], metadatas: Sequence[dict[str, Any]], mode: str = "bigram") -> KeywordIndex:

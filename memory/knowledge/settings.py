@@ -14,6 +14,17 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, Field, model_validator
 
 
+class QueryRewrite(BaseModel):
+    """Query rewriting before retrieval (memory/knowledge/rewrite.py; figures in docs/knowledge.md)."""
+
+    translate: Literal["off", "glossary", "model"] = Field("glossary", description="The query in the other language (Chinese <-> English): glossary = offline ML-term table; model = the configured model translates.")
+    sub_questions: bool = Field(True, description="Split compound questions into parts, each its own query.")
+    multi_query: bool = Field(False, description="Model-written paraphrases of the query (needs a capable model).")
+    hyde: bool = Field(False, description="A model-written hypothetical answer, embedded as a dense query (needs a capable model).")
+    step_back: bool = Field(False, description="A model-written more general question (needs a capable model).")
+    original_weight: float = Field(2.0, gt=0, le=10, description="Weight of the original query's rankings in the fusion.")
+
+
 class Knowledge(BaseModel):
     """The knowledge base: ingestion, the Chroma store, retrieval and the search tool (docs/knowledge.md).
 
@@ -31,7 +42,11 @@ class Knowledge(BaseModel):
     keyword_tokenizer: Literal["bigram", "jieba"] = Field("bigram", description="BM25 tokens for Chinese: character bigrams or jieba words.")
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
     candidates: int = Field(30, ge=1, le=500, description="Hits taken from each retriever before fusion.")
-    reranker: str | None = Field(None, description="Cross-encoder model (sentence-transformers) that reorders fused hits; None: off.")
+    reranker: str | None = Field("lexical", description="Reorders the wide candidate set: lexical (offline, default) | a sentence-transformers cross-encoder name (e.g. BAAI/bge-reranker-base) | None: off.")
+    rerank_candidates: int = Field(30, ge=1, le=500, description="Fused hits the reranker sees (wide), before the top k (narrow) are returned.")
+    rewrite: QueryRewrite = QueryRewrite()
+    negative_rejection: bool = Field(True, description="retrieve answers 'no passage answers this' when the passages lack what the query asks (then the agent says it did not find it).")
+    faithfulness: Literal["overlap", "model"] = Field("overlap", description="How answers are checked against the passages: overlap (offline, any model) or model (the configured model judges; not for completion-style models).")
     web_search: bool = Field(True, description="Let the search tool also ask the web (ddgs) when it is reachable.")
     web_timeout_s: float = Field(6.0, gt=0, le=60, description="Hard limit for one web search.")
     web_results: int = Field(5, ge=1, le=20)
