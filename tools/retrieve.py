@@ -104,6 +104,13 @@ def retrieve_tool(kb: KnowledgeBase) -> Tool:
             return f"No passages found in {where}. (Documents are added with `mmagent ingest PATH`.)"
         if kb.config.negative_rejection:
             evidence = kb.evidence(query, hits, context.request)
+            request = (context.request or "").strip()
+            if not evidence.found and request and request != query.strip() and not evidence.missing:
+                # A small model's query can miss the topic ("according to my documents"): before
+                # saying the documents lack it, search with the user's own words.
+                again = kb.retrieve(request, k=k, collection=collection, owners=visible_to(context))
+                if again and (checked := kb.evidence(request, again, request)).found:
+                    hits, evidence = again, checked
             if not evidence.found:
                 return f"{NO_ANSWER_MARK} ({evidence.reason}). Tell the user that you did not find it in the documents."
         return wrap_hits(hits)

@@ -65,10 +65,26 @@ def missing_names(text: str, index: Any) -> list[str]:
 def assess(query: str, passages: list[Any], index: Any, request: str = "") -> Evidence:
     """`passages`: hits (or anything with .text/.heading, or dicts with "text"/"heading");
     `index`: the KeywordIndex (tokens, idf, vocab); `request`: the user's own words, when the
-    query was written by a model (its names count too)."""
+    query was written by a model.
+
+    The user's words decide: a small model's query can drop a name the user asked about (the
+    request's check then rejects) or add a word of its own ("RLHF 3rd step", "according to my
+    documents") that no document has, which must not reject what the request's words find."""
     if not passages:
         return Evidence(False, 0.0, reason="nothing was retrieved")
-    missing = list(dict.fromkeys(missing_names(query, index) + (missing_names(request, index) if request else [])))
+    if not request.strip() or request.strip() == query.strip():
+        return judge(query, passages, index)
+    by_request = judge(request, passages, index)
+    if by_request.found or by_request.missing:
+        return by_request
+    by_query = judge(query, passages, index)
+    return by_query if by_query.found else by_request
+
+
+def judge(query: str, passages: list[Any], index: Any) -> Evidence:
+    """Whether `passages` hold what `query` asks: every name it uses occurs in the documents,
+    and the best passage covers enough of its terms (weighted by rarity)."""
+    missing = missing_names(query, index)
     if missing:
         return Evidence(False, 0.0, missing, f"the documents never mention {', '.join(missing)}")
     topic = _REQUEST.sub(" ", query)
