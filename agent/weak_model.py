@@ -118,7 +118,8 @@ def ranked_demos(ctx: AgentContext, tool: str, request: str) -> list[Demo]:
     demos = demonstrations(tool)
     if tool == "calculator":
         return analogy.rank(request, demos, lambda text, texts: similarities(ctx, text, texts))
-    scores = similarities(ctx, request, [d[0] for d in demos]) if len(demos) > 1 else None
+    # No more than a prompt shows: their order as written, and no encoder call on this path.
+    scores = similarities(ctx, request, [d[0] for d in demos]) if len(demos) > DEMOS_PER_CALL else None
     if scores is None:
         return demos[::-1]
     return [demos[i] for i in np.argsort(-scores, kind="stable")]

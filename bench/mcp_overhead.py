@@ -26,8 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.config import Settings  # noqa: E402
-from tests.mcp_support import mmagent_stdio, wait_for_port  # noqa: E402
-from tests.processes import ROOT, free_port, server_env, stop  # noqa: E402
+from tests.mcp_support import mmagent_stdio  # noqa: E402
+from tests.processes import ROOT, free_port, server_env, stop, wait_until_up  # noqa: E402
 from tools.calculator import calculator_tool  # noqa: E402
 from tools.mcp_tools import McpHub  # noqa: E402
 from tools.registry import ToolRegistry  # noqa: E402
@@ -58,20 +58,23 @@ def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20)[-1]
 
 
-async def measure(n: int, expression: str, work: Path) -> dict[str, list[float]]:
-    arguments = {"expression": expression}
-    out = {"local": await timed(ToolRegistry([calculator_tool()]), "calculator", arguments, n)}
-
-    stdio = Settings(data_dir=work / "client", mcp={"servers": {"mm": mmagent_stdio(work / "stdio-data")}})
-    hub = McpHub(stdio)
-    registry = ToolRegistry()
+async def over_mcp(settings: Settings, arguments: dict, n: int) -> list[float]:
+    """Timed calls of our calculator through the MCP server `mm` that `settings` configures."""
+    hub, registry = McpHub(settings), ToolRegistry()
     try:
         errors = await hub.attach(registry)
         if errors["mm"]:
             raise SystemExit(errors["mm"])
-        out["mcp stdio"] = await timed(registry, "mm__calculator", arguments, n)
+        return await timed(registry, "mm__calculator", arguments, n)
     finally:
         await hub.aclose()
+
+
+async def measure(n: int, expression: str, work: Path) -> dict[str, list[float]]:
+    arguments = {"expression": expression}
+    out = {"local": await timed(ToolRegistry([calculator_tool()]), "calculator", arguments, n)}
+
+    out["mcp stdio"] = await over_mcp(Settings(data_dir=work / "client", mcp={"servers": {"mm": mmagent_stdio(work / "stdio-data")}}), arguments, n)
 
     port = free_port()
     script = work / "script.jsonl"
@@ -80,16 +83,9 @@ async def measure(n: int, expression: str, work: Path) -> dict[str, list[float]]
     env = server_env(work / "http-data", {})
     proc = subprocess.Popen([sys.executable, "-c", SERVE, str(port), str(script)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_for_port(proc, port, 120)
+        wait_until_up(proc, f"http://127.0.0.1:{port}/v1/health", 120, work / "serve.log", "mmagent serve")
         http = Settings(data_dir=work / "client", mcp={"servers": {"mm": {"url": f"http://127.0.0.1:{port}/mcp"}}})
-        hub, registry = McpHub(http), ToolRegistry()
-        try:
-            errors = await hub.attach(registry)
-            if errors["mm"]:
-                raise SystemExit(errors["mm"])
-            out["mcp http"] = await timed(registry, "mm__calculator", arguments, n)
-        finally:
-            await hub.aclose()
+        out["mcp http"] = await over_mcp(http, arguments, n)
     finally:
         stop(proc, 10)
         log.close()

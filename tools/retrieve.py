@@ -109,7 +109,7 @@ def retrieve_tool(kb: KnowledgeBase) -> Tool:
                 # A small model's query can miss the topic ("according to my documents"): before
                 # saying the documents lack it, search with the user's own words.
                 again = kb.retrieve(request, k=k, collection=collection, owners=visible_to(context))
-                if again and (checked := kb.evidence(request, again, request)).found:
+                if again and (checked := kb.evidence(request, again)).found:
                     hits, evidence = again, checked
             if not evidence.found:
                 return f"{NO_ANSWER_MARK} ({evidence.reason}). Tell the user that you did not find it in the documents."

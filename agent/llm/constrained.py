@@ -362,3 +362,13 @@ def max_new_tokens(request: ChatRequest, settings: Any) -> int:
     if settings is not None:
         limit = min(limit, settings.limits.max_new_tokens)
     return max(1, limit)
+
+
+def compile_json_grammar(compiler: Any, schema: dict[str, Any], key: str) -> Any:
+    """`schema` compiled by an xgrammar GrammarCompiler (both grammar backends); a schema it
+    cannot compile is an LLMError naming it (`key`: its JSON text)."""
+    try:
+        # No free whitespace: a weak model would otherwise pad JSON with newlines forever.
+        return compiler.compile_json_schema(schema, any_whitespace=False, strict_mode=True)
+    except Exception as exc:  # noqa: BLE001 - xgrammar raises plain RuntimeErrors, among others
+        raise LLMError(f"Could not build an output grammar from the JSON schema {key[:300]}: {type(exc).__name__}: {exc}") from exc

@@ -31,8 +31,9 @@ import numpy as np
 from agent.config import Settings
 from agent.llm.base import ChatBackend, ChatReply, ChatRequest, LLMError, TokenCallback, Usage
 from agent.llm.constrained import (
-    TRANSCRIPT_STOPS,
     OutputPlan,
+    TRANSCRIPT_STOPS,
+    compile_json_grammar,
     complete_in_worker,
     max_new_tokens,
     plan_output,
@@ -81,14 +82,7 @@ class _Runtime:
                 self.number_continuations = np.asarray(
                     [bool(b) and b[:1] in b"0123456789.eE+-" for b in self.token_bytes], dtype=bool
                 )
-            try:
-                # No free whitespace: a weak model would otherwise pad JSON with newlines forever.
-                compiled = self._compiler.compile_json_schema(schema, any_whitespace=False, strict_mode=True)
-            except Exception as exc:  # noqa: BLE001
-                raise LLMError(
-                    f"Could not build an output grammar from the JSON schema {key[:300]}: {type(exc).__name__}: {exc}"
-                ) from exc
-            self._grammars[key] = compiled
+            compiled = self._grammars[key] = compile_json_grammar(self._compiler, schema, key)
             return compiled
 
 

@@ -12,6 +12,7 @@ import torch
 from transformers import StoppingCriteria
 
 from agent.llm.base import LLMError
+from agent.llm.constrained import compile_json_grammar
 from agent.llm.text_cleanup import cut_at_stop, stream_holdback
 from multimodal.llm_loader import LoadedLM
 
@@ -127,12 +128,5 @@ class _Runtime:
                 self._compiler = xgr.GrammarCompiler(info)
                 self.token_bytes = list(info.decoded_vocab)
                 self.quote_ids = [i for i, data in enumerate(self.token_bytes) if data == b'"']
-            try:
-                # No free whitespace: a weak model would otherwise pad JSON with newlines forever.
-                compiled = self._compiler.compile_json_schema(schema, any_whitespace=False, strict_mode=True)
-            except Exception as exc:  # noqa: BLE001
-                raise LLMError(
-                    f"Could not build an output grammar from the JSON schema {key[:300]}: {type(exc).__name__}: {exc}"
-                ) from exc
-            self._grammars[key] = compiled
+            compiled = self._grammars[key] = compile_json_grammar(self._compiler, schema, key)
             return compiled
