@@ -25,6 +25,7 @@ Kind = Literal["memory", "note"]
 KINDS: tuple[Kind, ...] = ("memory", "note")
 MAX_TEXT = 1000
 DUPLICATE_SCORE = 0.95  # remembering the same fact twice updates it instead
+REFRESH_S = 3600.0  # the same text remembered again after this long moves it up as newest
 
 
 class MemoryItem(BaseModel):
@@ -115,6 +116,10 @@ class LongTermMemory:
             raise ValueError("nothing to remember: the text is empty")
         same = await self.search("memory", user_id, text, k=1, min_score=DUPLICATE_SCORE)
         item = MemoryItem(id=same[0].id if same else uuid.uuid4().hex[:12], kind="memory", text=text, created_at=time.time())
+        if same and same[0].text == text and item.created_at - same[0].created_at < REFRESH_S:
+            # Stated again within the hour (a model re-remembers what it was told each turn):
+            # nothing changes. A Chroma write holds the GIL for ~6 ms, stalling every request.
+            return same[0].model_copy(update={"score": None})
         if same and same[0].text == text:
             # Same text, same vector: only the time changes. Re-writing an unchanged vector is
             # what breaks Chroma's HNSW graph when other users hold the same one (store.nearest).

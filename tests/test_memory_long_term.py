@@ -124,6 +124,7 @@ def test_many_users_with_the_same_sentence_each_keep_and_find_their_own(tmp_path
 
 def test_an_owner_above_the_exact_limit_is_searched_through_the_index(tmp_path, encoder, monkeypatch):  # noqa: F811
     monkeypatch.setattr(store, "EXACT_LIMIT", 2)
+    monkeypatch.setattr(store, "SMALL_LIMIT", 1)
     mem = LongTermMemory(open_collections(tmp_path / "memory"), encoder)
     facts = ["My cat is called Tom.", "I live in Lisbon.", "I prefer watercolour style."]
 
@@ -135,3 +136,72 @@ def test_an_owner_above_the_exact_limit_is_searched_through_the_index(tmp_path, 
 
     alice = asyncio.run(go())
     assert alice[0] == "My cat is called Tom." and sorted(alice) == sorted(facts)
+
+
+def test_the_one_call_read_of_a_small_owner_ranks_as_the_exact_search(tmp_path, encoder, monkeypatch):  # noqa: F811
+    mem = LongTermMemory(open_collections(tmp_path / "memory"), encoder)
+    facts = ["My cat is called Tom.", "I live in Lisbon.", "I prefer watercolour style.", "My dog is called Rex."]
+
+    async def recall():
+        return [(m.id, m.text, round(m.score, 5)) for m in await mem.recall("alice", "what are my pets called", 3)]
+
+    async def fill():
+        for fact in facts:
+            await mem.remember("alice", fact)
+        await mem.remember("bob", "Bob's cat is called Felix.")
+
+    asyncio.run(fill())
+    small = asyncio.run(recall())
+    monkeypatch.setattr(store, "SMALL_LIMIT", 1)  # the exact search over all of alice's items
+    assert asyncio.run(recall()) == small and len(small) == 3 and "Felix" not in str(small)
+
+
+def test_a_fact_stated_again_within_the_hour_writes_nothing(tmp_path, encoder, monkeypatch):  # noqa: F811
+    import memory.long_term as long_term
+
+    mem = LongTermMemory(open_collections(tmp_path / "memory"), encoder)
+    writes = []
+
+    async def go():
+        first = await mem.remember("alice", "My cat is called Tom.")
+        writer = await mem._writer("memory")
+        monkeypatch.setattr(writer, "update", lambda **kw: writes.append(kw) or type(writer).update(writer, **kw))
+        again = await mem.remember("alice", "My cat is called Tom.")
+        assert again.id == first.id and again.created_at == first.created_at and writes == []
+        monkeypatch.setattr(long_term, "REFRESH_S", 0.0)
+        later = await mem.remember("alice", "My cat is called Tom.")
+        assert later.id == first.id and later.created_at > first.created_at and len(writes) == 1
+        return [m.created_at for m in await mem.list("memory", "alice")]
+
+    assert len(asyncio.run(go())) == 1
+
+
+def test_concurrent_writes_go_out_in_order_as_one_call_per_operation(tmp_path):
+    import threading
+
+    calls = []
+
+    class Collection:
+        def upsert(self, ids, embeddings, documents, metadatas):
+            calls.append(("upsert", ids, documents))
+
+        def update(self, ids, metadatas):
+            calls.append(("update", ids, [m["n"] for m in metadatas]))
+
+    writer = store.CollectionWriter(Collection())
+    hold = writer._commit._run_lock
+    with hold:  # a write is "running": the next callers queue behind it
+        threads = [
+            threading.Thread(target=writer.upsert, args=(["a"], [[0.0]], ["first a"], [{}])),
+            threading.Thread(target=writer.upsert, args=(["b"], [[0.0]], ["b"], [{}])),
+            threading.Thread(target=writer.upsert, args=(["a"], [[0.0]], ["second a"], [{}])),
+            threading.Thread(target=writer.update, args=(["b"], [{"n": 1}])),
+        ]
+        for t in threads:
+            t.start()
+            while len(writer._commit._queue) < threads.index(t) + 1:
+                pass
+    for t in threads:
+        t.join(10)
+    # One upsert (the last write of "a" wins, in its first place) and then the update.
+    assert calls == [("upsert", ["a", "b"], ["second a", "b"]), ("update", ["b"], [1])]

@@ -130,11 +130,10 @@ def _check_tree(tree: ast.Expression, source: str, functions: Mapping[str, tuple
             raise ToolError(f"expression too long (more than {MAX_NODES} parts)")
         if level > MAX_NESTING:
             raise ToolError(f"expression nested too deeply (more than {MAX_NESTING} levels)")
-        where = _segment(source, node)
         if isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or not isinstance(node.value, (int, float, complex)):
                 kind = "strings" if isinstance(node.value, (str, bytes)) else f"the value {node.value!r}"
-                raise ToolError(f"not allowed: {kind} in {where}; only numbers, operators and the listed functions")
+                raise ToolError(f"not allowed: {kind} in {_segment(source, node)}; only numbers, operators and the listed functions")
         elif isinstance(node, ast.Name):
             key = node.id.lower()
             if key in functions:
@@ -146,19 +145,19 @@ def _check_tree(tree: ast.Expression, source: str, functions: Mapping[str, tuple
                 if type(node.func) in _FORBIDDEN:
                     stack.append((node.func, level + 1))
                     continue
-                raise ToolError(f"only the listed functions can be called ({where}); "
+                raise ToolError(f"only the listed functions can be called ({_segment(source, node)}); "
                                 "write multiplication with *, e.g. 2*(3+4)")
             name = node.func.id.lower()
             if name not in functions:
                 raise ToolError(f"unknown function '{node.func.id}'; {available}")
             if node.keywords:
-                raise ToolError(f"keyword arguments are not supported ({where}); "
+                raise ToolError(f"keyword arguments are not supported ({_segment(source, node)}); "
                                 "pass arguments by position, e.g. round(x, 2)")
             lo, hi, _ = functions[name]
             if not lo <= len(node.args) <= (hi if hi is not None else len(node.args)):
                 want = f"{lo}" if lo == hi else f"{lo} to {hi}" if hi is not None else f"at least {lo}"
                 plural = "s" if hi != 1 else ""
-                raise ToolError(f"{name}() takes {want} argument{plural}, got {len(node.args)} ({where})")
+                raise ToolError(f"{name}() takes {want} argument{plural}, got {len(node.args)} ({_segment(source, node)})")
             stack.extend((arg, level + 1) for arg in reversed(node.args))
         elif isinstance(node, ast.BinOp):
             if type(node.op) not in _BINOPS:
@@ -173,10 +172,11 @@ def _check_tree(tree: ast.Expression, source: str, functions: Mapping[str, tuple
             stack.append((node.operand, level + 1))
         else:
             what = _FORBIDDEN.get(type(node), f"{type(node).__name__} expressions")
-            raise ToolError(f"not allowed: {what} in {where}; only numbers, operators and the listed functions")
+            raise ToolError(f"not allowed: {what} in {_segment(source, node)}; only numbers, operators and the listed functions")
 
 
 def _segment(source: str, node: ast.AST) -> str:
+    """The node's text, for error messages only: it re-splits the source on every call."""
     return _shorten(ast.get_source_segment(source, node) or ast.unparse(node))
 
 
