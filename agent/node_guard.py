@@ -26,7 +26,8 @@ async def guard_input(state: AgentState, runtime) -> dict[str, Any]:
     if not verdict.flagged:
         return {}
     log.info("request refused: %s", ", ".join(verdict.reasons))
-    return {"refusal": prompts.REFUSAL.format(reason=describe(verdict))}
+    refusal = prompts.REFUSAL.format(reason=describe(verdict))
+    return {"refusal": refusal + (prompts.CRISIS_LINE if verdict.categories.get("self_harm") else "")}
 
 
 def after_guard_input(state: AgentState) -> str:

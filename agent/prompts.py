@@ -167,9 +167,10 @@ def attempt_summary(task: str, answer: str, outcome: str, steps: list[dict[str, 
 # What the safety layer (agent/safety.py) says instead of an answer.
 REFUSAL = (
     "I can't help with that: the request looks like {reason}. I can help with calculations, documents, "
-    "search and images. If you are in danger or thinking about harming yourself, please contact local "
-    "emergency services or a crisis line."
+    "search and images."
 )
+# Added to a refusal only when the request was flagged as self-harm (not to an injection attempt).
+CRISIS_LINE = " If you are in danger or thinking about harming yourself, please contact local emergency services or a crisis line."
 WITHHELD = "The answer was withheld: the safety check flagged it as {reason}. Please rephrase the request."
 WITHHELD_UNCHECKED = "The answer was withheld: the safety check could not run (see the server log)."
 PROMPT_REMOVED = "[instructions removed]"
