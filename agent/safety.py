@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -112,10 +113,21 @@ async def guard_output(ctx: Any, answer: str) -> str:
     except Exception as exc:  # noqa: BLE001 - fail closed, as for requests
         log.warning("the safety check of the answer failed: %s", exc)
         return prompts.WITHHELD_UNCHECKED
+    verdict = answer_verdict(verdict)
     if not verdict.flagged:
         return answer
     log.info("answer withheld: %s", ", ".join(verdict.reasons))
     return prompts.WITHHELD.format(reason=describe(verdict))
+
+
+def answer_verdict(verdict: Verdict) -> Verdict:
+    """The verdict on an answer, without "injection": that is an attack on our instructions by
+    a request; in an answer it was only ever the notes' own text about prompts (a RAG answer
+    quoting an API example with a system message was withheld as one). A leak of our prompts
+    is caught by `strip_system_prompt` instead."""
+    categories = {**verdict.categories, "injection": False}
+    return replace(verdict, flagged=any(categories.values()), categories=categories,
+                   reasons=[r for r in verdict.reasons if not r.startswith("injection")])
 
 
 def _normal(text: str) -> str:
