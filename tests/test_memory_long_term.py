@@ -157,7 +157,7 @@ def test_the_one_call_read_of_a_small_owner_ranks_as_the_exact_search(tmp_path, 
 
 
 def test_a_fact_stated_again_within_the_hour_writes_nothing(tmp_path, encoder, monkeypatch):  # noqa: F811
-    import memory.long_term as long_term
+    from memory import long_term
 
     mem = LongTermMemory(open_collections(tmp_path / "memory"), encoder)
     writes = []
