@@ -99,11 +99,8 @@ class LongTermMemory:
         return self.collections[kind]
 
     async def _writer(self, kind: Kind) -> CollectionWriter:
-        collection = await self._collection(kind)
-        writer = self._writers.get(kind)
-        if writer is None or writer.collection is not collection:
-            writer = self._writers[kind] = CollectionWriter(collection)
-        return writer
+        collection = await self._collection(kind)  # no await between the check and the set below
+        return self._writers.setdefault(kind, CollectionWriter(collection))
 
     async def _embed(self, text: str) -> list[float]:
         return (await asyncio.to_thread(self.encoder.encode, [text]))[0].tolist()
@@ -116,11 +113,11 @@ class LongTermMemory:
             raise ValueError("nothing to remember: the text is empty")
         same = await self.search("memory", user_id, text, k=1, min_score=DUPLICATE_SCORE)
         item = MemoryItem(id=same[0].id if same else uuid.uuid4().hex[:12], kind="memory", text=text, created_at=time.time())
-        if same and same[0].text == text and item.created_at - same[0].created_at < REFRESH_S:
-            # Stated again within the hour (a model re-remembers what it was told each turn):
-            # nothing changes. A Chroma write holds the GIL for ~6 ms, stalling every request.
-            return same[0].model_copy(update={"score": None})
         if same and same[0].text == text:
+            if item.created_at - same[0].created_at < REFRESH_S:
+                # Stated again within the hour (a model re-remembers what it was told each turn):
+                # nothing changes. A Chroma write holds the GIL for ~6 ms, stalling every request.
+                return same[0].model_copy(update={"score": None})
             # Same text, same vector: only the time changes. Re-writing an unchanged vector is
             # what breaks Chroma's HNSW graph when other users hold the same one (store.nearest).
             # No `documents` either: with them and no embeddings, Chroma would embed with its

@@ -207,12 +207,15 @@ class KnowledgeBase:
         ranking, fused by weighted RRF; the reranker then orders the wide fused set."""
         if mode != "hybrid":
             return self.retrieve_queries([Query(query, "original")], k, collection, source, mode, rerank, owners)
-        languages = self.keyword_index().languages()
-        return self.retrieve_queries(rewrite(query, rewrites or self.rewrites, complete, languages), k, collection, source, mode, rerank, owners)
+        index = self.keyword_index()  # once: it asks the store for its generation
+        queries = rewrite(query, rewrites or self.rewrites, complete, index.languages())
+        return self.retrieve_queries(queries, k, collection, source, mode, rerank, owners, index=index)
 
     def retrieve_queries(self, queries: list[Query], k: int = 5, collection: str | None = None, source: str | None = None,
-                         mode: Mode = "hybrid", rerank: bool = True, owners: list[str] | None = None) -> list[Hit]:
-        """Retrieval for ready-made queries (the first is the user's), e.g. rewrites made elsewhere."""
+                         mode: Mode = "hybrid", rerank: bool = True, owners: list[str] | None = None,
+                         index: KeywordIndex | None = None) -> list[Hit]:
+        """Retrieval for ready-made queries (the first is the user's), e.g. rewrites made elsewhere;
+        `index`: the keyword index when the caller already has it."""
         queries = [q for q in queries if q.text.strip()]
         if not queries:
             return []
@@ -233,7 +236,8 @@ class KnowledgeBase:
                 found.update({i: (doc, meta) for i, doc, meta, _ in dense})
                 if mode == "dense":
                     return [_hit(i, *found[i], score) for i, _, _, score in dense[:k]]
-        index = self.keyword_index() if mode in ("hybrid", "keyword") or (self._reranker == "lexical" and rerank) else None
+        if index is None and (mode in ("hybrid", "keyword") or (self._reranker == "lexical" and rerank)):
+            index = self.keyword_index()
         if index is not None and mode in ("hybrid", "keyword"):
             keyword_queries = [q for q in queries if q.keyword][: 1 if mode == "keyword" else None]
             for q, found_ids in zip(keyword_queries, index.search_many([q.text for q in keyword_queries], n, where)):

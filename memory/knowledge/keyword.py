@@ -145,7 +145,7 @@ class KeywordIndex:
         self._df = np.bincount(flat, minlength=len(self.vocab)).astype(np.int32)
         chinese = np.fromiter((bool(_CJK_RUN.search(t)) for t in self.vocab), dtype=bool, count=len(self.vocab))
         lengths = np.asarray([len(r) for r in rows], dtype=np.int64)
-        if len(flat) and len(lengths):
+        if len(flat):
             cjk_per_row = np.add.reduceat(chinese[flat].astype(np.int64), np.concatenate([[0], np.cumsum(lengths)[:-1]]))
             self.chinese_share = float(np.mean(cjk_per_row * 2 > lengths))
         else:
