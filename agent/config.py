@@ -77,6 +77,10 @@ class Memory(BaseModel):
 class Server(BaseModel):
     """The HTTP API (`mmagent serve`, docs/api.md)."""
 
+    child_processes: bool = Field(
+        True, description="Run the sentence encoder and long-term memory's Chroma in two child processes: both hold the GIL for "
+        "milliseconds per call, which stalled every other request (docs/benchmarks.md). Off: all in the server's process.",
+    )
     max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest /v1 request body accepted (413 beyond); images travel as data URLs.")
     api_keys: dict[str, SecretStr] = Field(
         default_factory=dict,

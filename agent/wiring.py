@@ -33,12 +33,15 @@ def default_tools(settings: Settings, *, knowledge=None) -> ToolRegistry:
 @asynccontextmanager
 async def open_agent(
     settings: Settings, *, llm: str | None = None, registry: ToolRegistry | None = None, persist: bool = True, warm_up: bool = False,
-    prepare: bool = True,
+    prepare: bool = True, child_processes: bool = False,
 ):
     """An Agent with its backend, tools, router, SQLite checkpointer, thread catalog and
     long-term memory, closed on exit. `persist=False` keeps everything in memory. `warm_up`
     loads the model in the background while the rest starts (for commands that will use it
-    at once; a server stays lazy so its first page is not slowed). `prepare` runs
+    at once; a server stays lazy so its first page is not slowed). `child_processes` runs
+    the sentence encoder and long-term memory's Chroma in child processes (a server's setting,
+    `server.child_processes`: both hold the GIL for milliseconds, multimodal/child_process.py).
+    `prepare` runs
     `Agent.prepare` in a worker thread once the agent is open: the imports start-up defers
     (LangGraph, Chroma, sympy) are done by the time a person has typed a first message."""
     from agent.llm.factory import make_backend
@@ -50,8 +53,8 @@ async def open_agent(
 
     backend = make_backend(llm or settings.llm, settings)
     warming = asyncio.create_task(asyncio.to_thread(_warm_up, backend)) if warm_up else None
-    encoder = SentenceEncoder()  # one per app: the router and long-term memory share it
-    memory = open_memory(settings, encoder, persist) if settings.memory.long_term else None
+    encoder = SentenceEncoder(child_process=child_processes)  # one per app: the router, memory and moderation share it
+    memory = open_memory(settings, encoder, persist, store_process=child_processes) if settings.memory.long_term else None
     registry = with_memory_tools(registry or default_tools(settings), memory)
     router = ToolRouter(registry, encoder)
     mcp = McpHub(settings) if settings.mcp.servers else None  # nothing starts until a turn needs the tools
@@ -75,6 +78,9 @@ async def open_agent(
             await mcp.aclose()
         if tracer is not None:
             tracer.shutdown()
+        if memory is not None:
+            await asyncio.to_thread(memory.close)
+        await asyncio.to_thread(encoder.close)
         await backend.aclose()
 
 
@@ -107,7 +113,7 @@ def _warm_up(backend) -> None:
         log.debug("warming up %s failed: %s", getattr(backend, "spec", backend), exc)
 
 
-def open_memory(settings: Settings, encoder, persist: bool = True) -> LongTermMemory:
+def open_memory(settings: Settings, encoder, persist: bool = True, *, store_process: bool = False) -> LongTermMemory:
     from memory.long_term import LongTermMemory
     from memory.pii import mask_pii
     from memory.store import memory_dir, open_collections
@@ -115,6 +121,11 @@ def open_memory(settings: Settings, encoder, persist: bool = True) -> LongTermMe
     path = memory_dir(settings.data_dir) if persist else None
     redact = mask_pii if settings.safety.mask_pii else None
     # Opened on first use (or by Agent.prepare): importing Chroma takes about a second.
+    if path is not None and store_process:
+        from memory.store_process import ChromaProcess
+
+        store = ChromaProcess(path)
+        return LongTermMemory(store.collections, encoder, redact=redact, close=store.close)
     return LongTermMemory(lambda: open_collections(path), encoder, redact=redact)
 
 

@@ -88,7 +88,7 @@ def create_app(settings: Settings, *, llm: str | None = None, ui: bool = True) -
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        async with open_agent(settings, llm=llm, registry=registry) as agent, _running(mcp_endpoint):
+        async with open_agent(settings, llm=llm, registry=registry, child_processes=settings.server.child_processes) as agent, _running(mcp_endpoint):
             app.state.services = Services(settings, agent, knowledge)
             log.info("mmagent serving with model %s", agent.backend.spec)
             yield

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import json
 import os
@@ -344,12 +345,19 @@ def process(command: list[str], cwd: Path, env: dict[str, str], ready_url: str, 
 
 
 def usage(pid: int) -> tuple[float, float]:
-    """(resident memory in MB, CPU seconds so far) of the server process."""
+    """(resident memory in MB, CPU seconds so far) of the server and its child processes
+    (long-term memory's store runs in one: memory/store_process.py)."""
     import psutil
 
-    process = psutil.Process(pid)
-    cpu = process.cpu_times()
-    return round(process.memory_info().rss / 2**20, 1), cpu.user + cpu.system
+    rss = cpu = 0.0
+    root = psutil.Process(pid)
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+            rss, cpu = rss + process.memory_info().rss, cpu + times.user + times.system
+        except psutil.NoSuchProcess:  # a child that ended between the listing and the reading
+            continue
+    return round(rss / 2**20, 1), cpu
 
 
 def log_problems(text: str) -> list[str]:
@@ -411,15 +419,20 @@ async def drive(url: str, pid: int, sessions: int, turns: int, echo: bool, deadl
     from openai import AsyncOpenAI
 
     ledger, rec = Ledger(), Recorder()
-    limits = httpx.Limits(max_connections=2 * sessions + 10, max_keepalive_connections=2 * sessions + 10)
     timeout = httpx.Timeout(max(deadline - time.monotonic(), 1))
     rng = random.Random(seed)
-    async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as http:
-        # max_retries=0: a retried request would hide an error from the count.
-        api = AsyncOpenAI(base_url=url + "/v1", api_key="load", max_retries=0, timeout=timeout.read, http_client=http)
+    async with contextlib.AsyncExitStack() as stack:
+        # One HTTP client per user, as with real users. One pool shared by 50 sessions cost the
+        # load generator most of its CPU: httpcore scans every pooled connection for each request.
+        async def client() -> tuple[httpx.AsyncClient, Any]:
+            limits = httpx.Limits(max_connections=4, max_keepalive_connections=4)
+            http = await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits))
+            # max_retries=0: a retried request would hide an error from the count.
+            return http, AsyncOpenAI(base_url=url + "/v1", api_key="load", max_retries=0, timeout=timeout.read, http_client=http)
+
         # Warm-up (not timed): the first turn loads the sentence encoder for routing and recall.
         warm_rec = Recorder()
-        warm = Session(sessions, f"warmup-{uuid.uuid4().hex[:8]}", http, api, ledger, warm_rec, echo, rng)
+        warm = Session(sessions, f"warmup-{uuid.uuid4().hex[:8]}", *await client(), ledger, warm_rec, echo, rng)
         try:
             await asyncio.wait_for(warm.drive(len(SURFACES)), max(deadline - time.monotonic(), 1))
         except TimeoutError:
@@ -429,7 +442,7 @@ async def drive(url: str, pid: int, sessions: int, turns: int, echo: bool, deadl
         warm_rss, cpu_start = usage(pid)
 
         users = {i: f"user{i:02d}-{uuid.uuid4().hex[:8]}" for i in range(sessions)}
-        group = [Session(i, users[i], http, api, ledger, rec, echo, rng) for i in range(sessions)]
+        group = [Session(i, users[i], *await client(), ledger, rec, echo, rng) for i in range(sessions)]
         start = time.perf_counter()
         try:
             await asyncio.wait_for(asyncio.gather(*(s.drive(turns) for s in group)), max(deadline - time.monotonic(), 1))
@@ -525,7 +538,7 @@ def print_report(result: dict[str, Any]) -> None:
         print(f"{name:20} {row['n']:>5} {row['p50_ms']:>8.1f} {row['p95_ms']:>8.1f} {row['max_ms']:>8.1f}")
     rss = r["rss_mb"]
     print(f"server CPU {r['server_cpu_s']} s during the load ({r['server_cpu_ms_per_turn']} ms per agent turn, "
-          f"all its requests included); RSS {rss['ready']} MB ready, {rss['warm']} MB after warm-up, {rss['after']} MB after load")
+          f"all its requests and child processes included); RSS {rss['ready']} MB ready, {rss['warm']} MB after warm-up, {rss['after']} MB after load")
     print(f"{r['stored_memories']} memories stored ({r['merged_memories']} merged as near-duplicates, "
           f"{r['duplicate_memories']} stored twice); errors {len(r['errors'])}; leaks {len(r['leaks'])}")
     for e in r["errors"][:10]:

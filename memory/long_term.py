@@ -66,7 +66,7 @@ class LongTermMemory:
 
     def __init__(
         self, collections: dict[str, Any] | Callable[[], dict[str, Any]], encoder: SentenceEncoder,
-        redact: Callable[[str], str] | None = None,
+        redact: Callable[[str], str] | None = None, close: Callable[[], None] | None = None,
     ) -> None:
         """`collections`: the Chroma collections by kind, or a function that opens them; it is
         called once, on first use or by `prepare` (importing Chroma takes about a second, which
@@ -79,6 +79,7 @@ class LongTermMemory:
         # What is stored passes through `redact` first (memory.pii.mask_pii unless the user
         # turned masking off): a private number in a chat must not outlive the chat here.
         self.redact = redact or (lambda text: text)
+        self._close = close  # e.g. stops the store's process (memory/store_process.py)
 
     @property
     def collections(self) -> dict[str, Any]:
@@ -88,6 +89,10 @@ class LongTermMemory:
                     assert self._opener is not None
                     self._collections = self._opener()
         return self._collections
+
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()
 
     def prepare(self) -> None:
         """Open the store now (blocking; e.g. in a worker thread after start-up)."""

