@@ -10,22 +10,19 @@ pruning by age/count, and compacting old checkpoint versions.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import BaseModel
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-T = TypeVar("T")
+from memory.sqlite_db import Database
 
 
 def strict_serializer() -> JsonPlusSerializer:
@@ -34,51 +31,24 @@ def strict_serializer() -> JsonPlusSerializer:
     return JsonPlusSerializer(allowed_msgpack_modules=None)
 
 
-class Database:
-    """One SQLite connection and the one thread that uses it.
-
-    Each operation (a checkpoint read or write, a catalog query) runs whole in that thread:
-    the event loop hands it over once and gets the result once. With aiosqlite every statement
-    of an operation went back to the event loop, under LangGraph's lock for the connection;
-    under load each of those returns waited for the loop's next turn, so the lock was held 90%
-    of the time and every agent turn queued on it (bench/load.py, docs/benchmarks.md).
-    """
-
-    def __init__(self, conn: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
-        self.conn = conn
-        self._executor = executor
-
-    @classmethod
-    async def open(cls, path: str) -> Database:
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
-        conn = await asyncio.get_running_loop().run_in_executor(executor, _connect, path)
-        return cls(conn, executor)
-
-    async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
-
-    async def close(self) -> None:
-        await self.run(self.conn.close)
-        self._executor.shutdown(wait=True)
-
-
-def _connect(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, check_same_thread=False)  # used by our one thread only
-    # WAL lets a reader (another process listing threads) work while a run writes.
-    conn.execute("PRAGMA journal_mode=WAL")
-    # Every graph step commits a checkpoint (durability="sync"). In WAL mode NORMAL syncs at
-    # WAL checkpoints instead of at every commit: a killed process loses nothing (commits are
-    # in the WAL file), a power cut at most the last commits, and the database never corrupts.
-    conn.execute("PRAGMA synchronous=NORMAL")
-    return conn
-
-
 class Checkpointer(SqliteSaver):
-    """LangGraph's SQLite saver; its async calls each run whole in the database's thread."""
+    """LangGraph's SQLite saver; its async calls each run whole in the database's thread,
+    which commits (memory/sqlite_db.py)."""
 
     def __init__(self, db: Database) -> None:
         super().__init__(db.conn, serde=strict_serializer())
         self.db = db
+
+    @contextmanager
+    def cursor(self, transaction: bool = True) -> Iterator[sqlite3.Cursor]:
+        # LangGraph's commits after every statement; the database commits once per batch.
+        with self.lock:
+            self.setup()
+            cur = self.conn.cursor()
+            try:
+                yield cur
+            finally:
+                cur.close()
 
     async def aget_tuple(self, config):
         return await self.db.run(self.get_tuple, config)
@@ -107,7 +77,7 @@ async def open_checkpointer(db_path: Path) -> AsyncIterator[Checkpointer]:
     db = await Database.open(str(db_path))
     try:
         saver = Checkpointer(db)
-        await db.run(saver.setup)
+        await db.run_alone(saver.setup)  # executescript: not inside a transaction
         yield saver
     finally:
         await db.close()
@@ -197,7 +167,7 @@ class ThreadCatalog:
         self.has_checkpoints = has_checkpoints
 
     async def setup(self) -> None:
-        await self.db.run(self._setup)
+        await self.db.run_alone(self._setup)  # executescript: not inside a transaction
 
     def _setup(self) -> None:
         conn = self.db.conn
@@ -210,7 +180,7 @@ class ThreadCatalog:
                 "SELECT DISTINCT thread_id, 'local', ?, ? FROM checkpoints",
                 (now, now),
             )
-        conn.commit()
+        conn.commit()  # run alone: nobody else's transaction to commit
 
     async def get(self, thread_id: str) -> ThreadInfo | None:
         rows = await self._fetch(f"SELECT {_COLUMNS} FROM mmagent_threads WHERE thread_id = ?", (thread_id,))
@@ -231,7 +201,6 @@ class ThreadCatalog:
             "INSERT OR IGNORE INTO mmagent_threads (thread_id, user_id, title, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
             (thread_id, user_id, title[:200], now, now),
         )
-        conn.commit()
         row = conn.execute(f"SELECT {_COLUMNS} FROM mmagent_threads WHERE thread_id = ?", (thread_id,)).fetchone()
         _owned(_info(row) if row else None, thread_id, user_id)
 
@@ -281,16 +250,14 @@ class ThreadCatalog:
         conn = self.db.conn
         removed = conn.execute(f"DELETE FROM checkpoints AS c WHERE {where}c.checkpoint_id < {latest}", args).rowcount
         conn.execute(f"DELETE FROM writes AS c WHERE {where}c.checkpoint_id < {latest}", args)
-        conn.commit()
         return removed
 
     async def vacuum(self) -> None:
         """Give freed pages back to the file system (SQLite keeps them otherwise)."""
-        await self.db.run(self._vacuum)
+        await self.db.run_alone(self._vacuum)
 
     def _vacuum(self) -> None:
         conn = self.db.conn
-        conn.commit()
         conn.execute("VACUUM")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
@@ -299,11 +266,7 @@ class ThreadCatalog:
         return [_info(row) for row in rows]
 
     async def _write(self, sql: str, args: tuple[Any, ...]) -> None:
-        def write() -> None:
-            self.db.conn.execute(sql, args)
-            self.db.conn.commit()
-
-        await self.db.run(write)
+        await self.db.run(lambda: self.db.conn.execute(sql, args) and None)
 
 
 def _info(row: tuple[Any, ...]) -> ThreadInfo:
