@@ -11,15 +11,15 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from agent.config import Settings
 from agent.llm.base import ChatBackend, clean_text
+from agent.run_tracker import RunTracker
 from memory.threads import ThreadAccessDenied, ThreadCatalog, ThreadError, ThreadNotFound
 from tools.registry import ToolRegistry
 
@@ -86,9 +86,7 @@ class Agent:
         # MCP servers (their tools join `registry` when first needed), the tracer and the guard
         # (agent/safety.py; an Agent built by hand without one, in tests, moderates nothing).
         self.mcp, self.tracer, self.safety = mcp, tracer, safety
-        # Threads with a run going on in this process: their checkpoint has steps left too, but
-        # they are not interrupted, and resuming them would run the graph twice on one thread.
-        self._live: Counter[str] = Counter()
+        self._runs = RunTracker()  # agent/run_tracker.py: live runs, settled threads
 
     @property
     def graph(self) -> Any:
@@ -171,7 +169,7 @@ class Agent:
                 tracer=self.tracer, trace_parent=trace_parent, usage=usage, safety=self.safety,
             )
             try:
-                with self._running(thread_id):
+                with self._runs.running(thread_id):
                     async for event in self._stream(turn, thread_id, context):
                         if event["type"] == "final":
                             event = final = {**event, "usage": usage.as_openai()}
@@ -202,9 +200,11 @@ class Agent:
     async def interrupted(self, thread_id: str) -> bool:
         """True when the thread's last run was killed mid-way (its checkpoint has steps left and
         no run of this process is working on it)."""
+        if self._runs.settled(thread_id):
+            return False
         state = await self.graph.aget_state(self._config(thread_id))
         # Looked at after the await: a run that started meanwhile (e.g. a second resume) counts.
-        return bool(state and state.next) and not self._live[thread_id]
+        return bool(state and state.next) and not self._runs.live(thread_id)
 
     async def aresume(self, thread_id: str, *, user_id: str = "local", on_event=None) -> RunResult:
         """Finish a run that was killed mid-way, from its last checkpoint (completed steps are
@@ -226,7 +226,7 @@ class Agent:
                     needs_approval=self.mcp.ask_first(self.registry) if self.mcp else frozenset(), safety=self.safety,
                 )
                 try:
-                    with self._running(thread_id):
+                    with self._runs.running(thread_id):
                         async for event in self._stream(None, thread_id, context):
                             if event["type"] == "final":
                                 event = {**event, "usage": usage.as_openai()}
@@ -235,16 +235,6 @@ class Agent:
                     await self._after_turn(thread_id)
 
         return await _collect(events(), thread_id, on_event)
-
-    @contextmanager
-    def _running(self, thread_id: str) -> Iterator[None]:
-        self._live[thread_id] += 1
-        try:
-            yield
-        finally:
-            self._live[thread_id] -= 1
-            if self._live[thread_id] <= 0:
-                del self._live[thread_id]  # a long-lived server sees many threads
 
     async def _close_interrupted(self, thread_id: str) -> None:
         """A new request on a thread whose last run died mid-way: end that run as interrupted
@@ -264,6 +254,8 @@ class Agent:
                 await self.threads.touch(thread_id, len((state.values or {}).get("messages", [])))
                 if not self.settings.memory.keep_checkpoint_history and not state.next:
                     await self.threads.compact(thread_id)
+            if not state.next:
+                self._runs.settle(thread_id)
         except Exception as exc:  # noqa: BLE001 - bookkeeping must not turn an answered turn into an error
             log.warning("thread bookkeeping failed for %s: %s", thread_id, exc)
 
@@ -302,6 +294,11 @@ class Agent:
             raise ThreadNotFound(f"no thread {thread_id!r}")
 
     async def _messages(self, thread_id: str) -> list[Any]:
+        if self._runs.settled(thread_id) and self.checkpointer is not None:
+            # No steps left, so no pending writes: the latest checkpoint's messages are the
+            # state's, without building a state snapshot (agent/run_tracker.py).
+            saved = await self.checkpointer.aget_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
+            return saved.checkpoint["channel_values"].get("messages", []) if saved else []
         state = await self.graph.aget_state(self._config(thread_id))
         return (state.values or {}).get("messages", []) if state else []
 

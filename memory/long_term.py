@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -179,7 +180,9 @@ class LongTermMemory:
         if k <= 0 or not query.strip():
             return []
         vector = await self._embed(query)
-        found = await asyncio.to_thread(nearest, await self._collection(kind), vector, _where(user_id), k)
+        collection = await self._collection(kind)
+        search = getattr(collection, "nearest", None)  # a store in a child process ranks there
+        found = await asyncio.to_thread(search or partial(nearest, collection), vector, _where(user_id), k)
         items = [_item(kind, i, d, m, dist) for i, d, m, dist in found]
         return [i for i in items if min_score is None or (i.score is not None and i.score >= min_score)]
 

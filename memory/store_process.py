@@ -57,6 +57,11 @@ class CollectionProxy:
             raise AttributeError(method)
         return lambda **kwargs: self._process.call(self._kind, method, kwargs)
 
+    def nearest(self, vector: list[float], where: dict[str, Any], k: int) -> list[Any]:
+        """`memory.store.nearest` run in the child: only the k hits travel back, not the
+        embeddings of every item it ranked."""
+        return self._process.child.call(_nearest, self._kind, vector, where, k)
+
 
 # ---------------------------------------------------------------- in the child
 
@@ -67,6 +72,15 @@ def _open(path: str) -> None:
     from memory.store import open_collections
 
     _collections.update(open_collections(Path(path)))
+
+
+def _nearest(kind: str, vector: list[float], where: dict[str, Any], k: int) -> list[Any]:
+    from memory.store import nearest
+
+    try:
+        return nearest(_collections[kind], vector, where, k)
+    except Exception as exc:
+        raise portable(exc) from None
 
 
 def _call(kind: str, method: str, kwargs: dict[str, Any]) -> Any:
