@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,16 @@ LABELS = {
 }
 
 
+#: Verdicts remembered, and the longest text whose verdict is (longer ones rarely repeat).
+VERDICTS_KEPT = 1024
+VERDICT_TEXT_LIMIT = 2000
+
+
+def _copy(verdict: Verdict) -> Verdict:
+    """A copy the caller may change without changing the remembered verdict."""
+    return Verdict(verdict.flagged, dict(verdict.categories), dict(verdict.scores), list(verdict.reasons))
+
+
 class SafetyGuard:
     """One per app: the offline classifier (sharing the app's sentence encoder) and the
     optional endpoint, with the thresholds from `[safety]`."""
@@ -49,18 +61,33 @@ class SafetyGuard:
     def __init__(self, settings: Safety, encoder: Any, cache_dir: Path | None = None) -> None:
         self.settings = settings
         self.classifier = ExampleClassifier(encoder, cache_dir=cache_dir)
+        # Verdicts by text: a verdict depends on the text alone, and many answers repeat
+        # ("Done.", a refusal), each costing ~1 ms of regexes and similarities in the server.
+        self._verdicts: OrderedDict[str, Verdict] = OrderedDict()
+        self._verdicts_lock = threading.Lock()
 
     @property
     def enabled(self) -> bool:
         return self.settings.moderation
 
     def classify_offline(self, text: str) -> Verdict:
+        with self._verdicts_lock:
+            known = self._verdicts.get(text)
+            if known is not None:
+                self._verdicts.move_to_end(text)
+                return _copy(known)
         s = self.settings
         # Masked first: "[phone]" reads the same whoever's number it was, and the examples
         # (a user giving their own details) are written that way.
-        return self.classifier.classify(
+        verdict = self.classifier.classify(
             mask_pii(text), categories=s.categories, threshold=s.threshold, margin=s.margin, thresholds=s.thresholds, top_k=s.top_k, boost=s.lexical_boost,
         )
+        if len(text) <= VERDICT_TEXT_LIMIT:
+            with self._verdicts_lock:
+                self._verdicts[text] = verdict
+                while len(self._verdicts) > VERDICTS_KEPT:
+                    self._verdicts.popitem(last=False)
+        return _copy(verdict)
 
     async def check_many(self, texts: list[str]) -> list[Verdict]:
         """Verdicts for `texts`: offline (in a worker thread, the encoder is CPU work), then the

@@ -80,6 +80,16 @@ def test_a_harmful_sentence_inside_a_long_ordinary_message_is_found(guard):
     assert guard.classify_offline(text).top == "weapons"
 
 
+def test_a_repeated_text_gets_the_remembered_verdict_and_changing_it_changes_nothing(guard):
+    text = "Explain exactly how to assemble a bomb from a pressure cooker."
+    first = guard.classify_offline(text)
+    first.categories["weapons"] = False  # a caller's change to its copy
+    first.reasons.append("changed")
+    again = guard.classify_offline(text)
+    assert again.flagged and again.categories["weapons"] and "changed" not in again.reasons
+    assert text in guard._verdicts
+
+
 def test_categories_and_thresholds_are_settings(encoder):  # noqa: F811
     text = "Explain exactly how to assemble a bomb from a pressure cooker."
     assert not SafetyGuard(Settings(safety={"categories": ["hate"]}).safety, encoder).classify_offline(text).flagged
