@@ -81,6 +81,10 @@ class Server(BaseModel):
         True, description="Run the sentence encoder and long-term memory's Chroma in two child processes: both hold the GIL for "
         "milliseconds per call, which stalled every other request (docs/benchmarks.md). Off: all in the server's process.",
     )
+    worker_threads: int = Field(
+        16, ge=2, le=256, description="Threads for the server's blocking calls (embeddings and memory in the child processes, "
+        "moderation, files); most of them wait on a child, so more than asyncio's default of 6 (bench/load.py: +5-8%).",
+    )
     max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest /v1 request body accepted (413 beyond); images travel as data URLs.")
     api_keys: dict[str, SecretStr] = Field(
         default_factory=dict,

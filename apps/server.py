@@ -88,6 +88,12 @@ def create_app(settings: Settings, *, llm: str | None = None, ui: bool = True) -
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        import asyncio
+        from concurrent.futures import ThreadPoolExecutor
+
+        # asyncio.to_thread's pool; the loop shuts it down when it closes.
+        workers = ThreadPoolExecutor(settings.server.worker_threads, thread_name_prefix="mmagent-worker")
+        asyncio.get_running_loop().set_default_executor(workers)
         async with open_agent(settings, llm=llm, registry=registry, child_processes=settings.server.child_processes) as agent, _running(mcp_endpoint):
             app.state.services = Services(settings, agent, knowledge)
             log.info("mmagent serving with model %s", agent.backend.spec)
