@@ -17,6 +17,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel
 
 from memory.store import CollectionWriter, nearest
@@ -108,8 +109,10 @@ class LongTermMemory:
         collection = await self._collection(kind)  # no await between the check and the set below
         return self._writers.setdefault(kind, CollectionWriter(collection))
 
-    async def _embed(self, text: str) -> list[float]:
-        return (await asyncio.to_thread(self.encoder.encode, [text]))[0].tolist()
+    async def _embed(self, text: str) -> np.ndarray:
+        # A float32 row, not a list: Chroma takes arrays, and a list of 512 Python floats cost
+        # more to build and to send to the store's process than the search itself.
+        return (await asyncio.to_thread(self.encoder.encode, [text]))[0]
 
     # ------------------------------------------------------------ memories
 
@@ -213,7 +216,7 @@ class LongTermMemory:
         items = [_item(kind, i, d, m) for i, d, m in zip(found["ids"], found["documents"], found["metadatas"])]
         return sorted(items, key=lambda m: m.created_at, reverse=True)
 
-    async def _upsert(self, user_id: str, item: MemoryItem, vector: list[float]) -> None:
+    async def _upsert(self, user_id: str, item: MemoryItem, vector: np.ndarray) -> None:
         meta = {k: v for k, v in item.model_dump(exclude={"id", "kind", "text", "score"}).items() if v is not None}
         meta["user_id"] = _owner(user_id)
         writer = await self._writer(item.kind)

@@ -55,7 +55,7 @@ def open_collections(path: Path | None) -> dict[str, Any]:
     }
 
 
-def nearest(collection: Any, vector: list[float], where: dict[str, Any], k: int) -> list[Hit]:
+def nearest(collection: Any, vector: np.ndarray | list[float], where: dict[str, Any], k: int) -> list[Hit]:
     """The `k` items matching `where` closest to `vector`, best first.
 
     Exact when `where` matches at most EXACT_LIMIT items, else Chroma's filtered HNSW query.
@@ -85,7 +85,7 @@ def nearest(collection: Any, vector: list[float], where: dict[str, Any], k: int)
     return [(i, *fields[i], distance) for i, distance in best if i in fields]  # `if`: deleted meanwhile
 
 
-def _ranked(embeddings: Any, vector: list[float], k: int) -> list[tuple[int, float]]:
+def _ranked(embeddings: Any, vector: np.ndarray | list[float], k: int) -> list[tuple[int, float]]:
     """(row, Chroma's cosine distance) of the `k` rows closest to `vector`, best first."""
     if embeddings is None or len(embeddings) == 0:
         return []
@@ -108,7 +108,7 @@ class CollectionWriter:
         self.collection = collection
         self._commit: GroupCommit[tuple[str, dict[str, Any]], None] = GroupCommit(self._write)
 
-    def upsert(self, ids: list[str], embeddings: list[list[float]], documents: list[str], metadatas: list[dict[str, Any]]) -> None:
+    def upsert(self, ids: list[str], embeddings: list[Any], documents: list[str], metadatas: list[dict[str, Any]]) -> None:
         self._commit.submit([("upsert", {"id": i, "embedding": e, "document": d, "metadata": m})
                              for i, e, d, m in zip(ids, embeddings, documents, metadatas, strict=True)])
 

@@ -57,7 +57,7 @@ class CollectionProxy:
             raise AttributeError(method)
         return lambda **kwargs: self._process.call(self._kind, method, kwargs)
 
-    def nearest(self, vector: list[float], where: dict[str, Any], k: int) -> list[Any]:
+    def nearest(self, vector: Any, where: dict[str, Any], k: int) -> list[Any]:
         """`memory.store.nearest` run in the child: only the k hits travel back, not the
         embeddings of every item it ranked."""
         return self._process.child.call(_nearest, self._kind, vector, where, k)
@@ -74,7 +74,7 @@ def _open(path: str) -> None:
     _collections.update(open_collections(Path(path)))
 
 
-def _nearest(kind: str, vector: list[float], where: dict[str, Any], k: int) -> list[Any]:
+def _nearest(kind: str, vector: Any, where: dict[str, Any], k: int) -> list[Any]:
     from memory.store import nearest
 
     try:

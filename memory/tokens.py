@@ -23,6 +23,8 @@ MESSAGE_OVERHEAD = 4  # role markers and separators a chat template adds per mes
 def estimate_tokens(text: str) -> int:
     if not text:
         return 0
+    if text.isascii():  # most texts, checked in C: no need to look for dense scripts
+        return math.ceil(len(text) / 4)
     cjk = len(_CJK.findall(text))
     return math.ceil(cjk / 1.5 + (len(text) - cjk) / 4)
 
