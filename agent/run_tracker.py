@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 #: Settled threads remembered (most recent first out of the door); older ones are asked again.
 SETTLED_LIMIT = 10_000
@@ -49,3 +50,10 @@ class RunTracker:
         self._settled.move_to_end(thread_id)
         while len(self._settled) > SETTLED_LIMIT:
             self._settled.popitem(last=False)
+
+
+async def saved_messages(checkpointer: Any, thread_id: str) -> list[Any]:
+    """The messages of a thread with no steps left: with no pending writes, the latest
+    checkpoint's messages are the state's, without building LangGraph's state snapshot."""
+    saved = await checkpointer.aget_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
+    return saved.checkpoint["channel_values"].get("messages", []) if saved else []

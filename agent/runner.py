@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from agent.config import Settings
 from agent.llm.base import ChatBackend, clean_text
-from agent.run_tracker import RunTracker
+from agent.run_tracker import RunTracker, saved_messages
 from memory.threads import ThreadAccessDenied, ThreadCatalog, ThreadError, ThreadNotFound
 from tools.registry import ToolRegistry
 
@@ -168,14 +168,16 @@ class Agent:
                 needs_approval=gated, approve=approve, memory=self._memory_on(), thread_id=thread_id,
                 tracer=self.tracer, trace_parent=trace_parent, usage=usage, safety=self.safety,
             )
+            completed = False
             try:
                 with self._runs.running(thread_id):
                     async for event in self._stream(turn, thread_id, context):
                         if event["type"] == "final":
                             event = final = {**event, "usage": usage.as_openai()}
                         yield event
+                completed = True  # the graph reached END (it has no interrupts): no steps left
             finally:
-                await self._after_turn(thread_id)
+                await self._after_turn(thread_id, completed)
         if final is not None and options.self_evaluate:
             await self._self_evaluate(request, final, context)
 
@@ -247,14 +249,18 @@ class Agent:
 
     # ------------------------------------------------------------ after a turn
 
-    async def _after_turn(self, thread_id: str) -> None:
+    async def _after_turn(self, thread_id: str, completed: bool = False) -> None:
         try:
-            state = await self.graph.aget_state(self._config(thread_id))
+            if completed and self.checkpointer is not None:
+                messages, steps_left = await saved_messages(self.checkpointer, thread_id), False
+            else:
+                state = await self.graph.aget_state(self._config(thread_id))
+                messages, steps_left = (state.values or {}).get("messages", []), bool(state.next)
             if self.threads is not None:
-                await self.threads.touch(thread_id, len((state.values or {}).get("messages", [])))
-                if not self.settings.memory.keep_checkpoint_history and not state.next:
+                await self.threads.touch(thread_id, len(messages))
+                if not self.settings.memory.keep_checkpoint_history and not steps_left:
                     await self.threads.compact(thread_id)
-            if not state.next:
+            if not steps_left:
                 self._runs.settle(thread_id)
         except Exception as exc:  # noqa: BLE001 - bookkeeping must not turn an answered turn into an error
             log.warning("thread bookkeeping failed for %s: %s", thread_id, exc)
@@ -295,10 +301,7 @@ class Agent:
 
     async def _messages(self, thread_id: str) -> list[Any]:
         if self._runs.settled(thread_id) and self.checkpointer is not None:
-            # No steps left, so no pending writes: the latest checkpoint's messages are the
-            # state's, without building a state snapshot (agent/run_tracker.py).
-            saved = await self.checkpointer.aget_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
-            return saved.checkpoint["channel_values"].get("messages", []) if saved else []
+            return await saved_messages(self.checkpointer, thread_id)
         state = await self.graph.aget_state(self._config(thread_id))
         return (state.values or {}).get("messages", []) if state else []
 

@@ -17,7 +17,7 @@ import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from sse_starlette import ServerSentEvent
 
 from agent.llm.base import LLMError
@@ -66,25 +66,25 @@ async def thread_history(agent, thread_id: str, user_id: str) -> list[dict[str, 
 def threads_router() -> APIRouter:
     router = APIRouter(route_class=ApiRoute, dependencies=[Depends(require_api_key)], tags=["threads"])
 
-    @router.get("/threads")
-    async def list_threads(request: Request) -> dict[str, Any]:
+    @router.get("/threads", response_model=dict[str, Any])
+    async def list_threads(request: Request) -> Response:
         agent = services(request).agent
         if not hasattr(agent, "list_threads"):
             raise ApiError(404, "listing threads is not available in this version", code="unknown_endpoint")
         threads = agent.list_threads(user_id_of(request))
         if inspect.isawaitable(threads):
             threads = await threads
-        return {"object": "list", "data": json.loads(json.dumps(threads, default=str))}
+        return _json({"object": "list", "data": threads})
 
-    @router.get("/threads/{thread_id}")
-    async def get_thread(thread_id: str, request: Request) -> dict[str, Any]:
+    @router.get("/threads/{thread_id}", response_model=dict[str, Any])
+    async def get_thread(thread_id: str, request: Request) -> Response:
         _check_thread_id(thread_id)
         agent = services(request).agent
         messages = await thread_history(agent, thread_id, user_id_of(request))
         if not messages:
             raise _not_found(thread_id)
         interrupted = await agent.interrupted(thread_id) if hasattr(agent, "interrupted") else False
-        return {"id": thread_id, "object": "thread", "interrupted": interrupted, "messages": json.loads(json.dumps(messages, default=str))}
+        return _json({"id": thread_id, "object": "thread", "interrupted": interrupted, "messages": messages})
 
     @router.post("/threads/{thread_id}/runs")
     async def run_turn(thread_id: str, body: RunRequest, request: Request):
@@ -167,3 +167,9 @@ async def _sse(events: AsyncIterator[dict[str, Any]], thread_id: str) -> AsyncIt
 
 def _error_event(message: str, code: str) -> ServerSentEvent:
     return ServerSentEvent(json.dumps({"type": "error", "message": message, "code": code}), event="error")
+
+
+def _json(payload: dict[str, Any]) -> Response:
+    # Encoded once, whatever it holds (times, ids): FastAPI's own encoder walks every message of
+    # a history in Python before encoding it again, twice the work on the busiest GETs.
+    return Response(json.dumps(payload, ensure_ascii=False, default=str), media_type="application/json")
