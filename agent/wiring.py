@@ -41,9 +41,9 @@ async def open_agent(
     at once; a server stays lazy so its first page is not slowed). `child_processes` runs
     the sentence encoder and long-term memory's Chroma in child processes (a server's setting,
     `server.child_processes`: both hold the GIL for milliseconds, multimodal/child_process.py).
-    `prepare` runs
-    `Agent.prepare` in a worker thread once the agent is open: the imports start-up defers
-    (LangGraph, Chroma, sympy) are done by the time a person has typed a first message."""
+    `prepare` runs `Agent.prepare` in a worker thread once the agent is open: the imports
+    start-up defers (LangGraph, Chroma, sympy) are done by the time a person has typed a first
+    message."""
     from agent.llm.factory import make_backend
     from agent.tool_router import ToolRouter
     from agent.tracing import RunTracer

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from multimodal.child_process import ChildProcess, portable
+from multimodal.child_process import ChildProcess
 
 #: The collection methods memory uses; nothing else is sent to the child.
 METHODS = frozenset({"get", "query", "upsert", "update", "delete", "count", "add"})
@@ -37,8 +37,6 @@ class ChromaProcess:
         return {kind: CollectionProxy(self, kind) for kind in COLLECTIONS}
 
     def call(self, kind: str, method: str, kwargs: dict[str, Any]) -> Any:
-        if method not in METHODS:
-            raise AttributeError(f"memory collections have no {method!r} here")
         return self.child.call(_call, kind, method, kwargs)
 
     def close(self) -> None:
@@ -74,17 +72,14 @@ def _open(path: str) -> None:
     _collections.update(open_collections(Path(path)))
 
 
+# Errors need no wrapping here: the child's runner sends back any exception that can travel.
+
+
 def _nearest(kind: str, vector: Any, where: dict[str, Any], k: int) -> list[Any]:
     from memory.store import nearest
 
-    try:
-        return nearest(_collections[kind], vector, where, k)
-    except Exception as exc:
-        raise portable(exc) from None
+    return nearest(_collections[kind], vector, where, k)
 
 
 def _call(kind: str, method: str, kwargs: dict[str, Any]) -> Any:
-    try:
-        return getattr(_collections[kind], method)(**kwargs)
-    except Exception as exc:
-        raise portable(exc) from None
+    return getattr(_collections[kind], method)(**kwargs)

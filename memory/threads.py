@@ -155,6 +155,7 @@ CREATE TABLE IF NOT EXISTS mmagent_threads (
 CREATE INDEX IF NOT EXISTS mmagent_threads_by_user ON mmagent_threads (user_id, updated_at);
 """
 _COLUMNS = "thread_id, user_id, title, created_at, updated_at, messages, feedback"
+_BY_ID = f"SELECT {_COLUMNS} FROM mmagent_threads WHERE thread_id = ?"
 
 
 class ThreadCatalog:
@@ -183,7 +184,7 @@ class ThreadCatalog:
         conn.commit()  # run alone: nobody else's transaction to commit
 
     async def get(self, thread_id: str) -> ThreadInfo | None:
-        rows = await self._fetch(f"SELECT {_COLUMNS} FROM mmagent_threads WHERE thread_id = ?", (thread_id,))
+        rows = await self._fetch(_BY_ID, (thread_id,))
         return rows[0] if rows else None
 
     async def check(self, thread_id: str, user_id: str) -> ThreadInfo:
@@ -201,7 +202,7 @@ class ThreadCatalog:
             "INSERT OR IGNORE INTO mmagent_threads (thread_id, user_id, title, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
             (thread_id, user_id, title[:200], now, now),
         )
-        row = conn.execute(f"SELECT {_COLUMNS} FROM mmagent_threads WHERE thread_id = ?", (thread_id,)).fetchone()
+        row = conn.execute(_BY_ID, (thread_id,)).fetchone()
         _owned(_info(row) if row else None, thread_id, user_id)
 
     async def touch(self, thread_id: str, messages: int) -> None:
@@ -266,7 +267,7 @@ class ThreadCatalog:
         return [_info(row) for row in rows]
 
     async def _write(self, sql: str, args: tuple[Any, ...]) -> None:
-        await self.db.run(lambda: self.db.conn.execute(sql, args) and None)
+        await self.db.run(self.db.conn.execute, sql, args)
 
 
 def _info(row: tuple[Any, ...]) -> ThreadInfo:

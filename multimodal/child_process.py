@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: What a dead child looks like from here: its connections refuse, break or end.
-_GONE = (EOFError, ConnectionError, BrokenPipeError, OSError)
+#: What a dead child looks like from here: its connections refuse, break or end (OSError
+#: covers refused and broken pipes).
+_GONE = (EOFError, OSError)
 
 
 class ChildProcessError(RuntimeError):  # noqa: A001 - not the builtin (that one is an OSError about exit codes)

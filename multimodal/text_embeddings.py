@@ -184,9 +184,4 @@ def _load_in_child(threads: int) -> None:
 
 
 def _encode_in_child(texts: list[str]) -> np.ndarray:
-    from multimodal.child_process import portable
-
-    try:
-        return np.asarray(_child_model[0].encode(texts), dtype=np.float32)
-    except Exception as exc:
-        raise portable(exc) from None
+    return np.asarray(_child_model[0].encode(texts), dtype=np.float32)

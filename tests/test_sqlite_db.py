@@ -4,6 +4,7 @@ commit, a failing one is rolled back alone, and what a caller was told is stored
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 
 import pytest
@@ -22,6 +23,16 @@ def _insert_then_fail(db: Database, value: int) -> None:
     raise ValueError(f"operation {value} failed after its write")
 
 
+@contextlib.asynccontextmanager
+async def _database_with_table(path: str):
+    db = await Database.open(path)
+    try:
+        await db.run_alone(db.conn.executescript, "CREATE TABLE t (v INTEGER)")
+        yield db
+    finally:
+        await db.close()
+
+
 def _rows(path) -> list[int]:
     with sqlite3.connect(path) as other:  # another connection: sees committed rows only
         return sorted(v for (v,) in other.execute("SELECT v FROM t"))
@@ -31,14 +42,10 @@ def test_queued_operations_share_a_commit_and_a_failure_is_rolled_back_alone(tmp
     path = str(tmp_path / "threads.sqlite")
 
     async def go():
-        db = await Database.open(path)
-        try:
-            await db.run_alone(db.conn.executescript, "CREATE TABLE t (v INTEGER)")
+        async with _database_with_table(path) as db:
             calls = [db.run(_insert, db, i) for i in range(20)] + [db.run(_insert_then_fail, db, 99)]
             results = await asyncio.gather(*calls, return_exceptions=True)
             return results, db.batches, db.operations
-        finally:
-            await db.close()
 
     results, batches, operations = asyncio.run(go())
     assert results[:20] == list(range(20))
@@ -51,13 +58,9 @@ def test_a_result_arrives_after_its_commit(tmp_path):
     path = str(tmp_path / "threads.sqlite")
 
     async def go():
-        db = await Database.open(path)
-        try:
-            await db.run_alone(db.conn.executescript, "CREATE TABLE t (v INTEGER)")
+        async with _database_with_table(path) as db:
             await db.run(_insert, db, 7)
             return _rows(path)  # read by another connection before anything else happens
-        finally:
-            await db.close()
 
     assert asyncio.run(go()) == [7]
 
@@ -66,12 +69,8 @@ def test_vacuum_and_scripts_run_outside_a_transaction(tmp_path):
     path = str(tmp_path / "threads.sqlite")
 
     async def go():
-        db = await Database.open(path)
-        try:
-            await db.run_alone(db.conn.executescript, "CREATE TABLE t (v INTEGER)")
+        async with _database_with_table(path) as db:
             await asyncio.gather(db.run(_insert, db, 1), db.run_alone(db.conn.execute, "VACUUM"), db.run(_insert, db, 2))
-        finally:
-            await db.close()
 
     asyncio.run(go())
     assert _rows(path) == [1, 2]
